@@ -1,0 +1,71 @@
+"""
+An asyncio client for Cronofy's Scheduler API.
+
+>>> from cronofy_async import AsyncSchedulerAPI, NewSchedulerRequest, Host, Recipient, Event
+"""
+
+from ._client import DEFAULT_TIMEOUT, AsyncSchedulerAPI
+from ._data_centers import DataCenter
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    CronofyError,
+    FieldError,
+    LockedError,
+    NotFoundError,
+    PayloadError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+    ValidationError,
+)
+from ._models import ScheduledRecipient, SchedulerRequest
+from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_SUMMARY_LENGTH",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncSchedulerAPI",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "CronofyError",
+    "DataCenter",
+    "Event",
+    "FieldError",
+    "GroupRule",
+    "Host",
+    "LockedError",
+    "NewSchedulerRequest",
+    "NotFoundError",
+    "PayloadError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Recipient",
+    "ResponseFormatError",
+    "ScheduledRecipient",
+    "SchedulerRequest",
+    "ServerError",
+    "ValidationError",
+    "__version__",
+]
+
+# Let tracebacks and reprs name the public module, as httpx does.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("cronofy_async._"):
+        _obj.__module__ = __name__
+del _name, _obj

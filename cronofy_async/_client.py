@@ -1,0 +1,285 @@
+"""`AsyncSchedulerAPI`: where a request is sent. Building and reading live in pure modules."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from types import TracebackType
+from typing import Final, Self
+
+import attrs
+import httpx
+
+from ._data_centers import DataCenter, normalize_base_url
+from ._errors import ClientClosedError, ConfigurationError
+from ._models import SchedulerRequest
+from ._payload import NewSchedulerRequest, check_impersonation_sub
+from ._request import create_headers, create_url, encode_create_body
+from ._response import error_from_exception, parse_create_response
+from ._secret import ClientSecret
+
+__all__ = ["DEFAULT_TIMEOUT", "AsyncSchedulerAPI"]
+
+DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+"""5 s to connect, 30 s for everything else: Cronofy's own SDKs mostly set none at all."""
+
+SECRET_ENV: Final = "CRONOFY_CLIENT_SECRET"  # noqa: S105 (a variable name, not a secret)
+DATA_CENTER_ENV: Final = "CRONOFY_DATA_CENTER"
+
+_BAD_SECRET_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _load_secret(client_secret: str | None) -> ClientSecret:
+    if client_secret is None:
+        client_secret = os.environ.get(SECRET_ENV)
+    if not isinstance(client_secret, str) or not client_secret.strip():
+        raise ConfigurationError(
+            "no Cronofy client secret: pass client_secret=... (the secret of an Internal "
+            f"Application linked to your Organizational Unit) or set {SECRET_ENV}"
+        )
+    # A secret read from a file often ends in a newline; inner whitespace would break the header.
+    value = client_secret.strip()
+    if _BAD_SECRET_CHARS.search(value):
+        raise ConfigurationError("the client secret contains whitespace or control characters")
+    return ClientSecret(value)
+
+
+def _check_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+        return httpx.Timeout(float(timeout))
+    raise ConfigurationError(
+        f"timeout must be a positive number of seconds or an httpx.Timeout, got {timeout!r}"
+    )
+
+
+@attrs.define(kw_only=True)
+class _Shared:
+    """What a root API object and every view made from it share: one pool, one secret."""
+
+    http: httpx.AsyncClient
+    owns_http: bool
+    secret: ClientSecret
+    timeout: httpx.Timeout
+    closed: bool = False
+
+
+class AsyncSchedulerAPI:
+    """
+    An asyncio client for Cronofy's Scheduler API.
+
+    ::
+
+        async with AsyncSchedulerAPI(client_secret="...", data_center="uk") as api:
+            created = await api.create_scheduler_request(
+                NewSchedulerRequest(
+                    host=Host(sub="acc_61815034636bd5c5ce4edd"),
+                    recipients=[Recipient(email="doc@evenitron.com")],
+                    event=Event(summary="Driving lessons - Marty & Doc"),
+                )
+            )
+            print(created.recipients[0].select_url)
+
+    Args:
+        client_secret: the secret of an Internal Application linked to an Organizational Unit;
+            defaults to the ``CRONOFY_CLIENT_SECRET`` environment variable.
+        data_center: where the account lives: a `DataCenter`, its two-letter id, host name or
+            URL; defaults to ``CRONOFY_DATA_CENTER``, else ``us``.
+        base_url: send to this URL instead (a proxy, a test server); overrides `data_center`.
+        http_client: an ``httpx.AsyncClient`` to send through. The library never closes a client
+            it did not open; by default it opens (and closes) its own.
+        timeout: applies to every request of this object, whichever client sends it.
+
+    One connection pool serves this object and every view made by `impersonate` and
+    `with_data_center`. Use ``async with`` or call `aclose` when done.
+
+    """
+
+    __slots__ = (
+        "_base_url",
+        "_closed",
+        "_data_center",
+        "_headers",
+        "_impersonate",
+        "_is_root",
+        "_shared",
+    )
+
+    _shared: _Shared
+    _data_center: DataCenter
+    _base_url: str
+    _impersonate: str | None
+    _headers: dict[str, str]
+    _closed: bool
+    _is_root: bool
+
+    def __init__(
+        self,
+        client_secret: str | None = None,
+        *,
+        data_center: DataCenter | str | None = None,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        secret = _load_secret(client_secret)
+        if data_center is None:
+            data_center = os.environ.get(DATA_CENTER_ENV) or DataCenter.US
+        center = DataCenter(data_center)
+        url = center.base_url if base_url is None else normalize_base_url(base_url)
+        checked_timeout = _check_timeout(timeout)
+        if http_client is None:
+            http = httpx.AsyncClient(timeout=checked_timeout)
+            owns = True
+        elif isinstance(http_client, httpx.AsyncClient):
+            http, owns = http_client, False
+        else:
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
+        shared = _Shared(http=http, owns_http=owns, secret=secret, timeout=checked_timeout)
+        self._setup(shared, center, url, impersonate=None, root=True)
+
+    def _setup(
+        self,
+        shared: _Shared,
+        center: DataCenter,
+        base_url: str,
+        *,
+        impersonate: str | None,
+        root: bool,
+    ) -> None:
+        self._shared = shared
+        self._data_center = center
+        self._base_url = base_url
+        self._impersonate = impersonate
+        self._headers = create_headers(shared.secret, impersonate=impersonate)
+        self._closed = False
+        self._is_root = root
+
+    def _view(self, center: DataCenter, base_url: str, impersonate: str | None) -> Self:
+        view = object.__new__(type(self))
+        view._setup(self._shared, center, base_url, impersonate=impersonate, root=False)
+        return view
+
+    # -- views ------------------------------------------------------------------------------
+
+    def impersonate(self, sub: str) -> Self:
+        """
+        A view that acts as the account `sub` (``Cronofy-Impersonate``), which then hosts.
+
+        The view shares this object's connection pool; closing it does not close the pool.
+        """
+        self._check_open()
+        return self._view(self._data_center, self._base_url, check_impersonation_sub(sub))
+
+    def with_data_center(self, data_center: DataCenter | str) -> Self:
+        """A view that talks to another data center, over the same connection pool."""
+        self._check_open()
+        center = DataCenter(data_center)
+        return self._view(center, center.base_url, self._impersonate)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def data_center(self) -> DataCenter:
+        """The data center this object talks to (unless `base_url` was overridden)."""
+        return self._data_center
+
+    @property
+    def base_url(self) -> str:
+        """The base URL requests go to, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def impersonating(self) -> str | None:
+        """The account sub sent as ``Cronofy-Impersonate``, or ``None``."""
+        return self._impersonate
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` shared by this object and all its views."""
+        return self._shared.http
+
+    @property
+    def closed(self) -> bool:
+        """Whether this object (or, for a view, the object it came from) was closed."""
+        return self._closed or self._shared.closed
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} data_center={self._data_center.value!r} "
+            f"base_url={self._base_url!r} impersonating={self._impersonate!r} "
+            f"closed={self.closed}>"
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """
+        Close this object.
+
+        On the object you constructed, this closes the connection pool (unless you passed
+        `http_client`, which stays yours to close) and with it every view. On a view, it only
+        closes the view. Closing twice is harmless.
+        """
+        self._closed = True
+        if not self._is_root:
+            return
+        self._shared.closed = True
+        if self._shared.owns_http:
+            await self._shared.http.aclose()
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._shared.closed:
+            raise ClientClosedError(
+                "this AsyncSchedulerAPI was closed (aclose() or the end of its 'async with'); "
+                "nothing was sent. Create a new one."
+            )
+        if self._closed:
+            raise ClientClosedError("this view was closed; nothing was sent")
+        if self._shared.http.is_closed:
+            raise ClientClosedError(
+                "the httpx.AsyncClient behind this AsyncSchedulerAPI is closed; nothing was sent"
+            )
+
+    # -- the endpoint -----------------------------------------------------------------------
+
+    async def create_scheduler_request(self, request: NewSchedulerRequest) -> SchedulerRequest:
+        """
+        Create a scheduler request (``POST /v1/scheduler_requests``).
+
+        Returns the created `SchedulerRequest`, whose recipients carry the ``select_url`` to
+        send. Raises `PayloadError` before sending anything if `request` breaks a documented
+        rule, and an `APIError` subclass if the call fails: check its ``outcome_unknown``
+        before sending the same invite again.
+        """
+        self._check_open()
+        body = encode_create_body(request, impersonating=self._impersonate is not None)
+        shared = self._shared
+        http_request = shared.http.build_request(
+            "POST",
+            create_url(self._base_url),
+            content=body,
+            headers=self._headers,
+            timeout=shared.timeout,
+        )
+        try:
+            response = await shared.http.send(http_request)
+        except httpx.TransportError as exc:
+            raise error_from_exception(exc, http_request) from exc
+        return parse_create_response(response, secret=shared.secret, now=time.time())

@@ -1,0 +1,242 @@
+"""
+The exceptions this library raises.
+
+Every one of them derives from `CronofyError`, so one ``except`` catches them all::
+
+    CronofyError
+    ├── ConfigurationError (ValueError)   bad secret / data center / base URL / option
+    ├── PayloadError (ValueError)         a request refused before anything was sent
+    ├── ClientClosedError (RuntimeError)  the API object (or the view) was closed
+    └── APIError                          a call that went out; `outcome_unknown` says whether
+        │                                 the scheduler request may exist anyway
+        ├── APIConnectionError            no usable response (wraps an httpx error)
+        │   └── APITimeoutError           ... because a timeout expired
+        ├── ResponseFormatError           a response whose body is not what Cronofy documents
+        └── APIStatusError                a response with an error status
+            ├── AuthenticationError       401  credentials not recognised
+            ├── PaymentRequiredError      402  the plan lacks this feature
+            ├── PermissionDeniedError     403  insufficient scope / not allowed
+            ├── NotFoundError             404
+            ├── ValidationError           422  invalid parameters; see `errors`
+            ├── LockedError               423
+            ├── RateLimitError            429  see `retry_after`
+            └── ServerError               5xx  the request may have been processed
+
+`outcome_unknown` is the attribute to read before sending a create again: Cronofy has no
+idempotency key, so a request that may have been processed must not be re-sent blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "CronofyError",
+    "FieldError",
+    "LockedError",
+    "NotFoundError",
+    "PayloadError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "ServerError",
+    "ValidationError",
+]
+
+
+class CronofyError(Exception):
+    """The root of every exception raised by `cronofy_async`."""
+
+
+class ConfigurationError(CronofyError, ValueError):
+    """An `AsyncSchedulerAPI` option is missing or invalid (secret, data center, base URL...)."""
+
+
+class ClientClosedError(CronofyError, RuntimeError):
+    """The API object (or view) was closed; nothing was sent."""
+
+
+class PayloadError(CronofyError, ValueError):
+    """
+    A request was refused before any network call.
+
+    `field` is the dotted path of the offending field in Cronofy's terms, such as
+    ``recipients.email`` or ``event.summary``; the message starts with it.
+    """
+
+    field: str
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class APIError(CronofyError):
+    """
+    A call to Cronofy that did not give the expected result.
+
+    `outcome_unknown` is ``True`` exactly when the request may have been processed (a timeout
+    after it was sent, a dropped connection, a 5xx): re-sending a create then risks a second
+    invite. `attempts` is how many times the request was sent.
+    """
+
+    outcome_unknown: bool
+    attempts: int
+
+    def __init__(self, message: str, *, outcome_unknown: bool, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.outcome_unknown = outcome_unknown
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        if self.attempts > 1:
+            return f"{self.message} (after {self.attempts} attempts)"
+        return self.message
+
+
+class APIConnectionError(APIError):
+    """
+    No usable response was received; the httpx error is the ``__cause__``.
+
+    `outcome_unknown` is ``False`` when the failure proves nothing reached Cronofy (could not
+    connect, no connection free in the pool) and ``True`` once the request may have been sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request,
+        outcome_unknown: bool,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, outcome_unknown=outcome_unknown, attempts=attempts)
+        self.request = request
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout expired: connecting (safe to retry) or waiting for the response (not)."""
+
+
+class _ResponseError(APIError):
+    """An error that carries the HTTP response it was made from."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        outcome_unknown: bool,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, outcome_unknown=outcome_unknown, attempts=attempts)
+        self.response = response
+        self.status_code = response.status_code
+
+
+class ResponseFormatError(_ResponseError):
+    """
+    Cronofy answered, but not in the documented shape.
+
+    For example a 200 without a ``scheduler_request_id``. On a 2xx the request was processed,
+    so `outcome_unknown` is ``True``.
+    """
+
+
+class APIStatusError(_ResponseError):
+    """Cronofy answered with an error status; `status_code` and `response` say which."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the client secret was not recognised."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the Cronofy plan lacks the Scheduler feature."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the application may not do this (scope, or the sub is not in its organization)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: Cronofy does not know the resource."""
+
+
+@attrs.frozen(kw_only=True)
+class FieldError:
+    """One problem Cronofy reported with one field of a 422 response."""
+
+    key: str
+    """Cronofy's machine-readable key, such as ``errors.required``."""
+    description: str
+    """Cronofy's human-readable text, such as ``required``."""
+
+
+class ValidationError(APIStatusError):
+    """
+    422: Cronofy refused the parameters.
+
+    `errors` maps each field (``recipients.email``) to its problems, parsed from Cronofy's body
+    ``{"errors": {"<field>": [{"key": ..., "description": ...}]}}``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        errors: Mapping[str, tuple[FieldError, ...]],
+        outcome_unknown: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message, response=response, outcome_unknown=outcome_unknown, attempts=attempts
+        )
+        self.errors = errors
+
+
+class LockedError(APIStatusError):
+    """423: the resource is locked."""
+
+
+class RateLimitError(APIStatusError):
+    """
+    429: over Cronofy's rate limit. The request was not processed.
+
+    `retry_after` is the wait in seconds the server asked for, or ``None`` if it gave none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        retry_after: float | None,
+        outcome_unknown: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message, response=response, outcome_unknown=outcome_unknown, attempts=attempts
+        )
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: Cronofy failed. The request may have been processed (`outcome_unknown` is ``True``)."""

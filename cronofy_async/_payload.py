@@ -1,0 +1,271 @@
+"""
+The payload builders for a create: frozen, keyword-only attrs classes.
+
+Each one checks its fields when it is built, so bad input is refused with a `PayloadError`
+naming the field before anything is sent. The one rule that depends on how the request is
+sent (a host is needed unless the call is impersonated) is checked at send time by
+`check_host_mode`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+import attrs
+
+from ._errors import PayloadError
+
+__all__ = [
+    "MAX_SUMMARY_LENGTH",
+    "Event",
+    "GroupRule",
+    "Host",
+    "NewSchedulerRequest",
+    "Recipient",
+    "check_host_mode",
+    "check_impersonation_sub",
+]
+
+MAX_SUMMARY_LENGTH: Final = 1024
+"""Cronofy's documented limit on ``event.summary``."""
+
+# Deliberately loose: one @, something on each side, a dot in the domain, no spaces. Cronofy is
+# the judge of deliverability; this only catches the typo and the wrong-column mistake early.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Whitespace or control characters in an id would break the header it may travel in.
+_BAD_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def _require_str(path: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise PayloadError(path, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_id(path: str, value: object) -> None:
+    text = _require_str(path, value)
+    if not text:
+        raise PayloadError(path, "must not be empty")
+    if _BAD_ID_CHARS.search(text):
+        raise PayloadError(path, f"must not contain whitespace or control characters: {text!r}")
+
+
+def check_impersonation_sub(sub: object) -> str:
+    """Refuse a sub that is empty or could inject into the ``Cronofy-Impersonate`` header."""
+    _check_id("Cronofy-Impersonate", sub)
+    return str(sub)
+
+
+def _freeze_extra(
+    value: Mapping[str, Any] | None, path: str, reserved: frozenset[str]
+) -> Mapping[str, Any]:
+    """Check an ``extra`` mapping and freeze a copy of it."""
+    if not value:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise PayloadError(path, f"must be a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise PayloadError(path, f"keys must be non-empty strings, got {key!r}")
+        if key in reserved:
+            raise PayloadError(
+                f"{path}.{key}", "is a modelled field: set it on the builder, not in extra"
+            )
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(path, f"must be JSON-serializable: {exc}") from None
+    return MappingProxyType(dict(value))
+
+
+# Named converters: mypy's attrs plugin derives each __init__ parameter type from them.
+def _recipient_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return _freeze_extra(value, "recipients", frozenset({"email", "display_name"}))
+
+
+def _event_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return _freeze_extra(value, "event", frozenset({"summary"}))
+
+
+def _request_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return _freeze_extra(
+        value, "extra", frozenset({"recipients", "event", "host", "scheduler_group_rule"})
+    )
+
+
+def _validate_display_name(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _require_str("recipients.display_name", value)
+
+
+def _validate_email(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    email = _require_str("recipients.email", value)
+    if not email:
+        raise PayloadError("recipients.email", "is required")
+    if not _EMAIL.fullmatch(email):
+        raise PayloadError("recipients.email", f"{email!r} is not a valid email address")
+
+
+@attrs.frozen(kw_only=True)
+class Recipient:
+    """
+    The person invited to pick a slot.
+
+    >>> Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown")
+    Recipient(email='doc@evenitron.com', display_name='Dr Emmet Brown', extra={})
+    """
+
+    email: str = attrs.field(validator=_validate_email)
+    """The recipient's email address (required)."""
+    display_name: str | None = attrs.field(default=None, validator=_validate_display_name)
+    """The recipient's name, as the invite greets them."""
+    extra: Mapping[str, Any] = attrs.field(
+        default=None,
+        converter=_recipient_extra,
+        hash=False,
+        repr=lambda m: repr(dict(m)),
+    )
+    """Fields Cronofy documents that this class does not model yet; merged into the recipient."""
+
+
+def _validate_summary(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    summary = _require_str("event.summary", value)
+    if not summary.strip():
+        raise PayloadError("event.summary", "is required and must not be blank")
+    if len(summary) > MAX_SUMMARY_LENGTH:
+        raise PayloadError(
+            "event.summary",
+            f"is {len(summary)} characters long; Cronofy allows at most {MAX_SUMMARY_LENGTH}",
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """
+    The event pushed into the host's calendar once the recipient picks a slot.
+
+    >>> Event(summary="Driving lessons", extra={"description": "Bring the DeLorean"})
+    Event(summary='Driving lessons', extra={'description': 'Bring the DeLorean'})
+    """
+
+    summary: str = attrs.field(validator=_validate_summary)
+    """The event's name, 1 to 1024 characters."""
+    extra: Mapping[str, Any] = attrs.field(
+        default=None,
+        converter=_event_extra,
+        hash=False,
+        repr=lambda m: repr(dict(m)),
+    )
+    """Documented event fields not modelled yet (``description``, ``duration``, ``location``...)."""
+
+
+def _validate_host_sub(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    _check_id("host.sub", value)
+
+
+@attrs.frozen(kw_only=True)
+class Host:
+    """The Cronofy account hosting the meeting, by its sub (``acc_...``)."""
+
+    sub: str = attrs.field(validator=_validate_host_sub)
+    """The account's sub; it must be a member of the application's Organizational Unit."""
+
+
+def _validate_rule_id(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    _check_id("scheduler_group_rule.id", value)
+
+
+@attrs.frozen(kw_only=True)
+class GroupRule:
+    """A Scheduler Group Rule (``sgr_...``) that picks the host dynamically."""
+
+    id: str = attrs.field(validator=_validate_rule_id)
+    """The rule's id, from the Developer Details at the foot of the Group Rules page."""
+
+
+def _to_recipients(value: Iterable[Recipient]) -> tuple[Recipient, ...]:
+    if isinstance(value, Recipient | str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise PayloadError("recipients", f"must be a list of Recipient, got {type(value).__name__}")
+    recipients = tuple(value)
+    for index, item in enumerate(recipients):
+        if not isinstance(item, Recipient):
+            raise PayloadError(
+                f"recipients[{index}]", f"must be a Recipient, got {type(item).__name__}"
+            )
+    if len(recipients) != 1:
+        raise PayloadError(
+            "recipients",
+            f"exactly one recipient is supported by Cronofy today, got {len(recipients)}",
+        )
+    return recipients
+
+
+def _check_instance(path: str, cls: type, *, optional: bool) -> Any:
+    def validate(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+        if value is None and not optional:
+            raise PayloadError(path, "is required")
+        if value is not None and not isinstance(value, cls):
+            raise PayloadError(path, f"must be a {cls.__name__}, got {type(value).__name__}")
+
+    return validate
+
+
+@attrs.frozen(kw_only=True)
+class NewSchedulerRequest:
+    """
+    The body of ``POST /v1/scheduler_requests``.
+
+    Name the host in one of three ways: `host`, `scheduler_group_rule`, or neither and send the
+    call impersonated (``api.impersonate(sub)``), in which case the impersonated account hosts.
+
+    >>> NewSchedulerRequest(
+    ...     host=Host(sub="acc_61815034636bd5c5ce4edd"),
+    ...     recipients=[Recipient(email="doc@evenitron.com")],
+    ...     event=Event(summary="Driving lessons - Marty & Doc"),
+    ... ).host
+    Host(sub='acc_61815034636bd5c5ce4edd')
+    """
+
+    host: Host | None = attrs.field(
+        default=None, validator=_check_instance("host", Host, optional=True)
+    )
+    """The hosting account; leave unset with a group rule or an impersonated call."""
+    scheduler_group_rule: GroupRule | None = attrs.field(
+        default=None, validator=_check_instance("scheduler_group_rule", GroupRule, optional=True)
+    )
+    """A group rule that resolves the host; exclusive with `host`."""
+    recipients: tuple[Recipient, ...] = attrs.field(converter=_to_recipients)
+    """Who is invited; Cronofy supports exactly one recipient today."""
+    event: Event = attrs.field(validator=_check_instance("event", Event, optional=False))
+    """The event to create once a slot is picked."""
+    extra: Mapping[str, Any] = attrs.field(
+        default=None,
+        converter=_request_extra,
+        hash=False,
+        repr=lambda m: repr(dict(m)),
+    )
+    """Top-level fields Cronofy documents that this class does not model yet (``tags``...)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.host is not None and self.scheduler_group_rule is not None:
+            raise PayloadError(
+                "host",
+                "give either host or scheduler_group_rule, not both: they both pick the host",
+            )
+
+
+def check_host_mode(request: NewSchedulerRequest, *, impersonating: bool) -> None:
+    """Refuse a request that names no host on a call that is not impersonated."""
+    if request.host is None and request.scheduler_group_rule is None and not impersonating:
+        raise PayloadError(
+            "host",
+            "no host given. Choose one of Cronofy's three ways: host=Host(sub=...), "
+            "scheduler_group_rule=GroupRule(id=...), or send through api.impersonate(sub) "
+            "so the impersonated account hosts",
+        )

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from cronofy_async import AsyncSchedulerAPI, Event, Host, NewSchedulerRequest, Recipient
+
+SECRET = "sk_test_cronofy_super_secret_value"
+CREATE_URL = "https://api.cronofy.com/v1/scheduler_requests"
+
+# The seed page's example request body, verbatim.
+SEED_BODY = """{
+  "host": {
+    "sub": "acc_61815034636bd5c5ce4edd"
+  },
+  "recipients": [
+    {
+      "email": "doc@evenitron.com",
+      "display_name": "Dr Emmet Brown"
+    }
+  ],
+  "event": {
+    "summary": "Driving lessons - Marty & Doc"
+  }
+}"""
+
+# The seed page's example response body, verbatim.
+SEED_RESPONSE = """{
+  "scheduler_request": {
+    "scheduler_request_id": "srq_5987234923847923",
+    "recipients": [
+      {
+        "email": "doc@evenitron.com",
+        "display_name": "Dr Emmet Brown",
+        "select_url": "https://app.cronofy.com/r/234ebnd"
+      }
+    ]
+  }
+}"""
+
+
+def seed_request() -> NewSchedulerRequest:
+    return NewSchedulerRequest(
+        host=Host(sub="acc_61815034636bd5c5ce4edd"),
+        recipients=[Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown")],
+        event=Event(summary="Driving lessons - Marty & Doc"),
+    )
+
+
+def ok_response(**overrides: Any) -> httpx.Response:
+    body = json.loads(SEED_RESPONSE)
+    body["scheduler_request"].update(overrides)
+    return httpx.Response(200, json=body)
+
+
+@pytest.fixture(autouse=True)
+def _no_cronofy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The developer's own shell must not leak into tests.
+    monkeypatch.delenv("CRONOFY_CLIENT_SECRET", raising=False)
+    monkeypatch.delenv("CRONOFY_DATA_CENTER", raising=False)
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    # assert_all_mocked: a request no route matches fails instead of reaching the network.
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        yield router
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[AsyncSchedulerAPI]:
+    async with AsyncSchedulerAPI(client_secret=SECRET) as api:
+        yield api
