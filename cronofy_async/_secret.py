@@ -35,11 +35,5 @@ class ClientSecret:
 
     __str__ = __repr__
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ClientSecret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
     def __reduce__(self) -> str:
         raise TypeError("a ClientSecret cannot be pickled")

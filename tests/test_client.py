@@ -299,3 +299,20 @@ def test_repr_says_what_matters() -> None:
         "<AsyncSchedulerAPI data_center='uk' base_url='https://api-uk.cronofy.com' "
         "impersonating='acc_1' closed=False>"
     )
+
+
+def test_the_secret_cannot_be_pickled_or_printed() -> None:
+    import pickle
+
+    from cronofy_async._secret import ClientSecret
+
+    secret = ClientSecret(SECRET)
+    assert SECRET not in f"{secret} {secret!r}"
+    assert secret.redact(f"x{SECRET}y") == "x[secret]y"
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(secret)
+
+
+def test_an_unparseable_base_url() -> None:
+    with pytest.raises(ConfigurationError, match="not a valid URL"):
+        AsyncSchedulerAPI(client_secret=SECRET, base_url="http://[::1")

@@ -162,6 +162,9 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(httpx.Headers({"Retry-After": "-4"}), now=now) == 0.0
     assert parse_retry_after(httpx.Headers({"Retry-After": "tomorrow"}), now=now) is None
     assert parse_retry_after(httpx.Headers(), now=now) is None
+    # "-0000" means the zone is unknown (RFC 5322): too vague to wait on.
+    vague = httpx.Headers({"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"})
+    assert parse_retry_after(vague, now=now) is None
 
 
 # -- tolerant parsing of a success ------------------------------------------------------------
