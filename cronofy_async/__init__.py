@@ -28,6 +28,8 @@ from ._errors import (
 )
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
+from ._ratelimit import Limiter, RateLimit
+from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
@@ -47,15 +49,18 @@ __all__ = [
     "FieldError",
     "GroupRule",
     "Host",
+    "Limiter",
     "LockedError",
     "NewSchedulerRequest",
     "NotFoundError",
     "PayloadError",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "RateLimit",
     "RateLimitError",
     "Recipient",
     "ResponseFormatError",
+    "RetryPolicy",
     "ScheduledRecipient",
     "SchedulerRequest",
     "ServerError",

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import random
 import re
-import time
 from types import TracebackType
 from typing import Final, Self
 
 import attrs
 import httpx
 
+from ._clock import Clock, SystemClock
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
 from ._models import SchedulerRequest
 from ._payload import NewSchedulerRequest, check_impersonation_sub
-from ._request import create_headers, create_url, encode_create_body
+from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
+from ._request import CREATE_PATH, create_headers, create_url, encode_create_body
 from ._response import error_from_exception, parse_create_response
+from ._retry import NO_RETRY, RetryPolicy, run_with_retries
 from ._secret import ClientSecret
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSchedulerAPI"]
@@ -55,14 +58,39 @@ def _check_timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
     )
 
 
+def _make_limiter(rate_limit: RateLimit | Limiter | None, clock: Clock) -> Limiter | None:
+    if rate_limit is None:
+        return None
+    if isinstance(rate_limit, RateLimit):
+        return SlidingWindowLimiter(rate_limit, clock=clock)
+    if isinstance(rate_limit, Limiter):
+        return rate_limit
+    raise ConfigurationError(
+        "rate_limit must be a RateLimit, a Limiter (an object with an async acquire()) or None, "
+        f"got {type(rate_limit).__name__}"
+    )
+
+
 @attrs.define(kw_only=True)
 class _Shared:
-    """What a root API object and every view made from it share: one pool, one secret."""
+    """
+    What a root API object and every view made from it share.
+
+    One pool, one secret, and one pace: Cronofy's limits are per application, so views pace and
+    pause together.
+    """
 
     http: httpx.AsyncClient
     owns_http: bool
     secret: ClientSecret
     timeout: httpx.Timeout
+    retry: RetryPolicy
+    limiter: Limiter | None
+    clock: Clock = attrs.field(factory=SystemClock)
+    gate: PauseGate = attrs.field(
+        default=attrs.Factory(lambda self: PauseGate(self.clock), takes_self=True)
+    )
+    rng: random.Random = attrs.field(factory=random.Random)
     closed: bool = False
 
 
@@ -91,9 +119,13 @@ class AsyncSchedulerAPI:
         http_client: an ``httpx.AsyncClient`` to send through. The library never closes a client
             it did not open; by default it opens (and closes) its own.
         timeout: applies to every request of this object, whichever client sends it.
+        retry: when to send a failed request again; by default only what provably was not
+            processed (connect failures, 429), 3 attempts in all. ``None`` turns retries off.
+        rate_limit: the pace to keep, by default Cronofy's 50/s and 500/min; a custom
+            `Limiter` to share a budget across processes; ``None`` turns pacing off.
 
-    One connection pool serves this object and every view made by `impersonate` and
-    `with_data_center`. Use ``async with`` or call `aclose` when done.
+    One connection pool, one pace and one 429 pause serve this object and every view made by
+    `impersonate` and `with_data_center`. Use ``async with`` or call `aclose` when done.
 
     """
 
@@ -123,6 +155,8 @@ class AsyncSchedulerAPI:
         base_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = RetryPolicy(),  # noqa: B008 - frozen, so safe to share
+        rate_limit: RateLimit | Limiter | None = RateLimit(),  # noqa: B008 - frozen too
     ) -> None:
         secret = _load_secret(client_secret)
         if data_center is None:
@@ -130,6 +164,12 @@ class AsyncSchedulerAPI:
         center = DataCenter(data_center)
         url = center.base_url if base_url is None else normalize_base_url(base_url)
         checked_timeout = _check_timeout(timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy or None, got {type(retry).__name__}"
+            )
+        clock = SystemClock()
+        limiter = _make_limiter(rate_limit, clock)
         if http_client is None:
             http = httpx.AsyncClient(timeout=checked_timeout)
             owns = True
@@ -139,7 +179,15 @@ class AsyncSchedulerAPI:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
-        shared = _Shared(http=http, owns_http=owns, secret=secret, timeout=checked_timeout)
+        shared = _Shared(
+            http=http,
+            owns_http=owns,
+            secret=secret,
+            timeout=checked_timeout,
+            retry=retry or NO_RETRY,
+            limiter=limiter,
+            clock=clock,
+        )
         self._setup(shared, center, url, impersonate=None, root=True)
 
     def _setup(
@@ -265,8 +313,8 @@ class AsyncSchedulerAPI:
 
         Returns the created `SchedulerRequest`, whose recipients carry the ``select_url`` to
         send. Raises `PayloadError` before sending anything if `request` breaks a documented
-        rule, and an `APIError` subclass if the call fails: check its ``outcome_unknown``
-        before sending the same invite again.
+        rule, and an `APIError` subclass if the call still fails after the retries the
+        `RetryPolicy` allows: check its ``outcome_unknown`` before sending the invite again.
         """
         self._check_open()
         body = encode_create_body(request, impersonating=self._impersonate is not None)
@@ -278,8 +326,20 @@ class AsyncSchedulerAPI:
             headers=self._headers,
             timeout=shared.timeout,
         )
-        try:
-            response = await shared.http.send(http_request)
-        except httpx.TransportError as exc:
-            raise error_from_exception(exc, http_request) from exc
-        return parse_create_response(response, secret=shared.secret, now=time.time())
+
+        async def attempt() -> SchedulerRequest:
+            try:
+                response = await shared.http.send(http_request)
+            except httpx.TransportError as exc:
+                raise error_from_exception(exc, http_request) from exc
+            return parse_create_response(response, secret=shared.secret, now=shared.clock.wall())
+
+        return await run_with_retries(
+            attempt,
+            policy=shared.retry,
+            limiter=shared.limiter,
+            gate=shared.gate,
+            clock=shared.clock,
+            rng=shared.rng,
+            what=f"POST {CREATE_PATH}",
+        )

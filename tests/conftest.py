@@ -9,6 +9,9 @@ import pytest
 import respx
 
 from cronofy_async import AsyncSchedulerAPI, Event, Host, NewSchedulerRequest, Recipient
+from cronofy_async._clock import SystemClock
+
+from .helpers import FakeClock, use_clock
 
 SECRET = "sk_test_cronofy_super_secret_value"
 CREATE_URL = "https://api.cronofy.com/v1/scheduler_requests"
@@ -65,6 +68,15 @@ def _no_cronofy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CRONOFY_DATA_CENTER", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retries, pauses and pacing must run on a FakeClock in tests: never wait for real.
+    async def refuse(self: object, seconds: float) -> None:
+        raise AssertionError(f"a test tried to sleep {seconds} s for real; use FakeClock")
+
+    monkeypatch.setattr(SystemClock, "sleep", refuse)
+
+
 @pytest.fixture
 def mock() -> Iterator[respx.MockRouter]:
     # assert_all_mocked: a request no route matches fails instead of reaching the network.
@@ -73,6 +85,13 @@ def mock() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[AsyncSchedulerAPI]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def api(clock: FakeClock) -> AsyncIterator[AsyncSchedulerAPI]:
+    """An API object with default settings, on virtual time."""
     async with AsyncSchedulerAPI(client_secret=SECRET) as api:
+        use_clock(api, clock)
         yield api

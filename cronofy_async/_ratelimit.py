@@ -1,0 +1,151 @@
+"""
+Client-side pacing under Cronofy's rate limits, and the pause a 429 puts on everyone.
+
+Cronofy allows an application 50 requests per second *and* 500 per minute, counted by arrival.
+"Never more than N in any window" is the contract, which a leaky bucket does not keep (it admits
+a burst of N and then N per window on top). This is a sliding-window log: the admission time of
+the last N requests of each window is kept, and a request is admitted at the first instant at
+which every window has room. Admission times are *reserved* in call order, so waiters are served
+first come first served, each sleeping once, with no herd woken on every free slot.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Final, Protocol, runtime_checkable
+
+import attrs
+
+from ._clock import Clock, SystemClock
+from ._errors import ConfigurationError, RateLimitError
+
+__all__ = ["Limiter", "PauseGate", "RateLimit", "SlidingWindowLimiter"]
+
+DEFAULT_MARGIN: Final = 0.05
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """
+    Anything that can pace requests: awaited once before every attempt is sent.
+
+    The built-in `SlidingWindowLimiter` paces one process; implement this to share a budget
+    across processes (a Redis-backed limiter, say) and pass it as ``rate_limit=``.
+    """
+
+    async def acquire(self) -> None:
+        """Return when one more request may be sent."""
+
+
+def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(
+            f"RateLimit.{attribute.name} must be a positive whole number or None, got {value!r}"
+        )
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(
+            f"RateLimit.{attribute.name} must be a number of seconds >= 0, got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RateLimit:
+    """
+    How fast an `AsyncSchedulerAPI` may send: Cronofy's per-application limits by default.
+
+    Both limits hold at once. Each window is widened by `margin` seconds, because Cronofy counts
+    *arrivals* and network jitter bunches them: with the default 0.05 s, at most 50 requests
+    leave in any 1.05 s (0.952 of 50/s) and 500 in any 60.05 s (0.999 of 500/min), so arrivals
+    jittered by up to 50 ms still fit a server counting exactly. Set a limit to ``None`` to drop
+    that window.
+
+    >>> RateLimit(per_second=10, per_minute=None)
+    RateLimit(per_second=10, per_minute=None, margin=0.05)
+    """
+
+    per_second: int | None = attrs.field(default=50, validator=_positive_or_none)
+    """Requests allowed in any one second."""
+    per_minute: int | None = attrs.field(default=500, validator=_positive_or_none)
+    """Requests allowed in any one minute."""
+    margin: float = attrs.field(default=DEFAULT_MARGIN, validator=_non_negative)
+    """Seconds added to each window as headroom for jitter between send and arrival."""
+
+    def windows(self) -> list[tuple[int, float]]:
+        """``(count, seconds)`` for each limit in force, margin included."""
+        pairs = ((self.per_second, 1.0), (self.per_minute, 60.0))
+        return [(count, seconds + self.margin) for count, seconds in pairs if count is not None]
+
+
+class SlidingWindowLimiter:
+    """
+    Admits requests so that no window of a `RateLimit` ever holds more than its count.
+
+    Loop-agnostic: it holds timestamps, not asyncio primitives, so one can be created outside a
+    running loop and used from several. A waiter cancelled after reserving leaves its slot unused,
+    which errs on the slow side, never the fast one.
+    """
+
+    def __init__(self, limit: RateLimit, *, clock: Clock | None = None) -> None:
+        self.limit = limit
+        self._clock = clock or SystemClock()
+        # Only the last `count` admissions of a window decide the next one; older ones fall off.
+        self._windows = [
+            (seconds, deque[float](maxlen=count)) for count, seconds in limit.windows()
+        ]
+        self._last = float("-inf")
+
+    def reserve(self, now: float) -> float:
+        """Book the earliest admission time at or after `now` that fits every window."""
+        admit = max(now, self._last)
+        for seconds, log in self._windows:
+            if len(log) == log.maxlen:
+                admit = max(admit, log[0] + seconds)
+        for _seconds, log in self._windows:
+            log.append(admit)
+        self._last = admit
+        return admit
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+        now = self._clock.monotonic()
+        admit = self.reserve(now)
+        if admit > now:
+            await self._clock.sleep(admit - now)
+
+    def __repr__(self) -> str:
+        return f"SlidingWindowLimiter({self.limit!r})"
+
+
+class PauseGate:
+    """
+    The shared pause after a 429: one request learns the limit, every request waits it out.
+
+    Holds a deadline, not an asyncio primitive, for the same reasons as the limiter.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._until = float("-inf")
+        self.cause: RateLimitError | None = None
+        """The 429 behind the current (or last) pause."""
+
+    def pause(self, seconds: float, *, cause: RateLimitError) -> None:
+        """Hold every request for `seconds` from now (never shortening a longer pause)."""
+        until = self._clock.monotonic() + seconds
+        if until > self._until:
+            self._until = until
+            self.cause = cause
+
+    def remaining(self) -> float:
+        """Seconds left in the current pause (0 if none)."""
+        return max(0.0, self._until - self._clock.monotonic())
+
+    async def wait(self) -> None:
+        """Return once no pause is in force; a pause extended meanwhile is waited out too."""
+        while (left := self.remaining()) > 0:
+            await self._clock.sleep(left)

@@ -1,0 +1,192 @@
+"""
+Where a request is retried: what is safe to send again, how long to wait, and the loop.
+
+Creating a scheduler request is not idempotent and Cronofy has no idempotency key, so only a
+failure that proves the request was never processed is retried by default: could not connect,
+connect timeout, no connection free in the pool, and 429. A read timeout, a connection lost after
+sending and a 5xx may all hide a created invite; they are retried only if the caller opts in with
+``RetryPolicy(retry_unsafe=True)`` and accepts that a recipient may be invited twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from ._clock import Clock
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    ConfigurationError,
+    RateLimitError,
+    ResponseFormatError,
+)
+from ._ratelimit import Limiter, PauseGate
+
+__all__ = ["RetryPolicy", "retry_reason", "run_with_retries"]
+
+logger: Final = logging.getLogger("cronofy_async")
+
+T = TypeVar("T")
+
+
+def _at_least(minimum: float, *, whole: bool = False) -> Any:
+    def validate(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        kinds = int if whole else int | float
+        if not isinstance(value, kinds) or isinstance(value, bool) or value < minimum:
+            kind = "a whole number" if whole else "a number"
+            raise ConfigurationError(
+                f"RetryPolicy.{attribute.name} must be {kind} >= {minimum:g}, got {value!r}"
+            )
+
+    return validate
+
+
+def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (
+        not isinstance(value, int | float) or isinstance(value, bool) or value <= 0
+    ):
+        raise ConfigurationError(
+            f"RetryPolicy.{attribute.name} must be a positive number of seconds or None, "
+            f"got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """
+    When and how an `AsyncSchedulerAPI` retries a failed request.
+
+    The wait before retry *n* is ``min(wait_max, wait_initial * wait_exp_base ** (n - 1))``,
+    shortened at random by up to `wait_jitter` of itself so that clients do not retry in
+    lockstep: about 0.5 s, 1 s, 2 s... capped at 8 s. A 429 waits what the server asked for
+    (``Retry-After`` or ``retry-after-ms``) instead, up to `max_retry_after`.
+
+    >>> RetryPolicy(attempts=5, deadline=30.0).attempts
+    5
+    """
+
+    attempts: int = attrs.field(default=3, validator=_at_least(1, whole=True))
+    """Sends at most, the first one included; 1 means never retry."""
+    wait_initial: float = attrs.field(default=0.5, validator=_at_least(0))
+    """Seconds before the first retry, before jitter."""
+    wait_max: float = attrs.field(default=8.0, validator=_at_least(0))
+    """The longest wait between two attempts (backoff only; see `max_retry_after`)."""
+    wait_exp_base: float = attrs.field(default=2.0, validator=_at_least(1))
+    """How much each wait grows over the previous one."""
+    wait_jitter: float = attrs.field(default=0.25, validator=_at_least(0))
+    """The fraction of a wait that is taken off at random (0 to turn jitter off)."""
+    deadline: float | None = attrs.field(default=None, validator=_positive_or_none)
+    """Seconds per call after which no retry starts (an attempt under way is not cut short)."""
+    max_retry_after: float = attrs.field(default=60.0, validator=_at_least(0))
+    """The longest server-requested wait honoured; a longer one raises `RateLimitError`."""
+    retry_unsafe: bool = False
+    """
+    Also retry failures after which the invite may exist: read/write timeouts, a connection
+    lost after sending, and 5xx. Each such retry can invite the same person twice.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        if self.wait_jitter > 1:
+            raise ConfigurationError(
+                f"RetryPolicy.wait_jitter must be between 0 and 1, got {self.wait_jitter!r}"
+            )
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """The wait before retry number `retry` (1 for the first retry)."""
+        wait = min(self.wait_max, self.wait_initial * self.wait_exp_base ** (retry - 1))
+        return wait * (1 - self.wait_jitter * rng.random())
+
+
+NO_RETRY: Final = RetryPolicy(attempts=1)
+
+
+def retry_reason(error: APIError, policy: RetryPolicy) -> str | None:
+    """Why `error` may be retried under `policy`, or ``None`` if it must not be."""
+    if isinstance(error, RateLimitError):
+        return "rate limited (429)"
+    if isinstance(error, APIConnectionError):
+        cause = type(error.__cause__).__name__ if error.__cause__ else type(error).__name__
+        if not error.outcome_unknown:
+            return f"not sent ({cause})"
+        return f"outcome unknown ({cause})" if policy.retry_unsafe else None
+    # A malformed 2xx means the invite was created: sending again is a certain duplicate.
+    if isinstance(error, ResponseFormatError):
+        return None
+    if policy.retry_unsafe and error.outcome_unknown and isinstance(error, APIStatusError):
+        return f"outcome unknown ({error.status_code})"
+    return None
+
+
+def _paused_error(gate: PauseGate, policy: RetryPolicy, attempts: int) -> RateLimitError:
+    left = gate.remaining()
+    cause = gate.cause
+    assert cause is not None  # a pause is only ever set by a 429  # noqa: S101
+    return RateLimitError(
+        f"not sent: a 429 asked every request to wait {left:.0f} s more, longer than "
+        f"max_retry_after={policy.max_retry_after:g} s",
+        response=cause.response,
+        retry_after=left,
+        attempts=attempts,
+    )
+
+
+async def run_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    limiter: Limiter | None,
+    gate: PauseGate,
+    clock: Clock,
+    rng: random.Random,
+    what: str,
+) -> T:
+    """
+    Run `attempt` (one send and parse) until it succeeds or must not be retried.
+
+    Before every send: wait out any 429 pause, then a slot from the limiter. The error raised at
+    the end records how many sends were made in its ``attempts``.
+    """
+    start = clock.monotonic()
+    sent = 0
+    while True:
+        if gate.remaining() > policy.max_retry_after:
+            raise _paused_error(gate, policy, sent)
+        await gate.wait()
+        if limiter is not None:
+            await limiter.acquire()
+        sent += 1
+        try:
+            return await attempt()
+        except APIError as error:
+            error.attempts = sent
+            pause = None
+            if isinstance(error, RateLimitError):
+                # Every request of this API object waits this out, not just this one.
+                pause = error.retry_after
+                if pause is None:
+                    pause = policy.backoff(sent, rng)
+                gate.pause(pause, cause=error)
+            reason = retry_reason(error, policy)
+            if reason is None or sent >= policy.attempts:
+                raise
+            if pause is not None and pause > policy.max_retry_after:
+                raise
+            delay = pause if pause is not None else policy.backoff(sent, rng)
+            if policy.deadline is not None and clock.monotonic() + delay - start > policy.deadline:
+                raise
+            logger.info(
+                "retrying %s in %.2f s: attempt %d of %d failed, %s",
+                what,
+                delay,
+                sent,
+                policy.attempts,
+                reason,
+            )
+            if pause is None:
+                await clock.sleep(delay)
