@@ -1,0 +1,27 @@
+"""
+A fake Cronofy for tests, demos and benchmarks.
+
+>>> from cronofy_async.testing import FakeCronofy, Fault, Faults
+>>> fake = FakeCronofy(members=["acc_1"], faults=Faults(seed=1, rate_limited=0.1))
+
+Serving it over TCP (``fake.serve()``, the ``fake-server`` command) needs the ``testing``
+extra: ``pip install 'cronofy-async[testing]'``.
+"""
+
+from ._fake import DEFAULT_SECRET, CreatedRequest, FakeCronofy, InProcessTransport
+from ._faults import Fault, Faults
+
+__all__ = [
+    "DEFAULT_SECRET",
+    "CreatedRequest",
+    "FakeCronofy",
+    "Fault",
+    "Faults",
+    "InProcessTransport",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("cronofy_async.testing._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,535 @@
+"""`FakeCronofy`: an ASGI application that behaves like ``POST /v1/scheduler_requests``."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+)
+from typing import Any, Final
+
+import attrs
+import httpx
+
+from .._client import AsyncSchedulerAPI
+from .._errors import ConfigurationError
+from .._payload import MAX_SUMMARY_LENGTH
+from .._ratelimit import RateLimit
+from ._faults import Fault, Faults
+
+__all__ = ["DEFAULT_SECRET", "CreatedRequest", "FakeCronofy"]
+
+DEFAULT_SECRET: Final = "sk_test_fake_cronofy"  # noqa: S105 - a well-known test value
+IN_PROCESS_URL: Final = "http://fake-cronofy.test"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_JSON_HEADERS: Final = [(b"content-type", b"application/json; charset=utf-8")]
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class DropConnection(Exception):  # noqa: N818 - it is an instruction, not an error
+    """Raised inside the app to make the server drop the connection without an answer."""
+
+
+@attrs.frozen(kw_only=True)
+class CreatedRequest:
+    """One scheduler request the fake created: an entry of its ledger."""
+
+    sequence: int
+    """Its position in the ledger, from 0."""
+    scheduler_request_id: str
+    """The ``srq_...`` id answered."""
+    email: str
+    """The recipient's email."""
+    display_name: str | None
+    """The recipient's name, if one was sent."""
+    summary: str
+    """``event.summary``."""
+    host_sub: str | None
+    """``host.sub`` from the body, if any."""
+    group_rule_id: str | None
+    """``scheduler_group_rule.id`` from the body, if any."""
+    impersonated: str | None
+    """The ``Cronofy-Impersonate`` sub, if any."""
+    client_secret: str = attrs.field(repr=False)
+    """The secret the request authenticated with."""
+    body: Mapping[str, Any] = attrs.field(repr=False, eq=False)
+    """The whole JSON body as received."""
+
+    @property
+    def host(self) -> str | None:
+        """Who hosts: the host sub, the group rule id or the impersonated account."""
+        return self.host_sub or self.group_rule_id or self.impersonated
+
+    @property
+    def invite_key(self) -> tuple[str, str | None, str]:
+        """What makes two creates the same logical invite: recipient, host and summary."""
+        return (self.email.lower(), self.host, self.summary)
+
+
+def _error(field: str, key: str, description: str) -> dict[str, list[dict[str, str]]]:
+    return {field: [{"key": key, "description": description}]}
+
+
+class _ArrivalLimit:
+    """Cronofy's rate limit as a server sees it: arrivals counted per window, exactly."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        pairs = ((limit.per_second, 1.0), (limit.per_minute, 60.0))
+        self._windows = [
+            (seconds, collections.deque[float](maxlen=count))
+            for count, seconds in pairs
+            if count is not None
+        ]
+
+    def admit(self, now: float) -> float | None:
+        """Count an arrival at `now`, or return the seconds to wait if it is over a limit."""
+        wait = 0.0
+        for seconds, arrivals in self._windows:
+            if len(arrivals) == arrivals.maxlen and now - arrivals[0] < seconds:
+                wait = max(wait, arrivals[0] + seconds - now)
+        if wait > 0:
+            return wait
+        for _seconds, arrivals in self._windows:
+            arrivals.append(now)
+        return None
+
+
+def _clean_set(name: str, values: Iterable[str] | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        raise ConfigurationError(f"{name} must be a list of strings, not one string")
+    return frozenset(values)
+
+
+class FakeCronofy:
+    """
+    A fake Cronofy Scheduler API for tests, demos and benchmarks.
+
+    It answers ``POST /v1/scheduler_requests`` as Cronofy documents it: 401 for an unknown
+    secret, 422 in Cronofy's error format for every documented payload rule, 429 over the rate
+    limit, and the documented 200 with a fresh ``srq_`` id and a ``select_url`` per recipient.
+    Everything it created is in `created`, in order.
+
+    Use it in process (no sockets)::
+
+        fake = FakeCronofy(members=["acc_1"])
+        async with fake.api() as api:  # an AsyncSchedulerAPI pointed at the fake
+            await api.create_scheduler_request(...)
+        assert len(fake.created) == 1
+
+    or over real TCP on 127.0.0.1 (needs ``cronofy-async[testing]``)::
+
+        async with fake.serve() as base_url:
+            async with AsyncSchedulerAPI(fake.secret, base_url=base_url) as api: ...
+
+    Args:
+        client_secrets: the secrets it accepts; the first is `secret`.
+        members: the Organizational Unit's account subs, for ``host.sub`` and impersonation;
+            ``None`` accepts any.
+        group_rules: the group rule ids it knows; ``None`` accepts any.
+        rate_limit: the limit enforced per secret, by arrivals (Cronofy's 50/s and 500/min by
+            default; its ``margin`` is ignored); ``None`` for no limit.
+        faults: random faults to inject; see also `inject`.
+        record: keep every created request in `created`. Off, only counts are kept, so memory
+            stays flat in a long benchmark.
+
+    """
+
+    def __init__(
+        self,
+        client_secrets: Iterable[str] = (DEFAULT_SECRET,),
+        *,
+        members: Iterable[str] | None = None,
+        group_rules: Iterable[str] | None = None,
+        rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen
+        faults: Faults = Faults(),  # noqa: B008 - frozen
+        record: bool = True,
+        select_url_base: str = "https://app.cronofy.test",
+    ) -> None:
+        secrets_ = _clean_set("client_secrets", client_secrets)
+        if not secrets_:
+            raise ConfigurationError("FakeCronofy needs at least one client secret")
+        self.secret: str = next(iter(client_secrets))
+        """The first accepted secret, for pointing a client at the fake."""
+        self._secrets = secrets_
+        self._members = _clean_set("members", members)
+        self._group_rules = _clean_set("group_rules", group_rules)
+        self._rate_limit = rate_limit
+        self._limits: dict[str, _ArrivalLimit] = {}
+        self.faults = faults
+        """The random faults in force; assign a new `Faults` to change them mid-test."""
+        self._scripted: collections.deque[Fault] = collections.deque()
+        self._record = record
+        self._select_url_base = select_url_base.rstrip("/")
+        self._sequence = itertools.count()
+        self._seen: collections.Counter[bytes] = collections.Counter()
+        self.created: list[CreatedRequest] = []
+        """Every scheduler request created, in order (empty when ``record=False``)."""
+        self.created_count = 0
+        """How many scheduler requests were created."""
+        self.received = 0
+        """How many requests arrived, whatever became of them."""
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """How many requests ended each way: ``created``, ``401``, ``422``, ``429``, a fault..."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<FakeCronofy created={self.created_count} received={self.received} "
+            f"faults={self.faults!r}>"
+        )
+
+    # -- controlling it ----------------------------------------------------------------------
+
+    def inject(self, fault: Fault, *, times: int = 1) -> None:
+        """Make the next `times` requests that arrive fail with `fault`, before random ones."""
+        if not isinstance(fault, Fault):
+            raise ConfigurationError(f"inject() takes a Fault, got {fault!r}")
+        self._scripted.extend([fault] * times)
+
+    def duplicates(
+        self, key: Callable[[CreatedRequest], Hashable] | None = None
+    ) -> dict[Hashable, list[CreatedRequest]]:
+        """
+        The logical invites created more than once, each with its ledger entries.
+
+        Two creates are the same invite when `key` says so; by default
+        `CreatedRequest.invite_key` (recipient, host and summary).
+        """
+        by_key: dict[Hashable, list[CreatedRequest]] = {}
+        for entry in self.created:
+            by_key.setdefault((key or _invite_key)(entry), []).append(entry)
+        return {k: entries for k, entries in by_key.items() if len(entries) > 1}
+
+    # -- pointing a client at it -----------------------------------------------------------
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        """
+        An ``httpx.AsyncClient`` that sends to this fake in process, no sockets involved.
+
+        Timeouts still apply (a slow answer raises ``httpx.ReadTimeout``) and a dropped
+        connection raises ``httpx.RemoteProtocolError``, as over a network.
+        """
+        return httpx.AsyncClient(
+            transport=InProcessTransport(self), base_url=IN_PROCESS_URL, **options
+        )
+
+    def api(self, **options: Any) -> AsyncSchedulerAPI:
+        """
+        An `AsyncSchedulerAPI` wired to this fake in process, with its secret.
+
+        Options are passed on (``retry=``, ``rate_limit=``, ``timeout=``...). Closing the API
+        closes the in-process client too.
+        """
+        options.setdefault("client_secret", self.secret)
+        api = AsyncSchedulerAPI(base_url=IN_PROCESS_URL, http_client=self.client(), **options)
+        api._shared.owns_http = True  # the client was made for this API alone
+        return api
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """
+        Serve the fake on TCP for the duration of the block; yields its base URL.
+
+        An ephemeral port by default. Needs uvicorn: ``pip install 'cronofy-async[testing]'``.
+        """
+        from ._server import serving
+
+        async with serving(self, host=host, port=port) as base_url:
+            yield base_url
+
+    # -- the ASGI application ------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # pragma: no cover - websockets are not served
+            return
+        body = await _read_body(receive)
+        try:
+            status, payload, headers = await self._handle(scope, body)
+        except DropConnection:
+            # A server that raises before answering gets a 500 written for it; start an answer
+            # and abandon it instead, so the client sees the connection cut mid-response.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"64")],
+                }
+            )
+            raise
+        content = b"" if payload is None else json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    *(_JSON_HEADERS if payload is not None else ()),
+                    (b"content-length", str(len(content)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    async def _handle(
+        self, scope: Scope, body: bytes
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        self.received += 1
+        if scope["path"].rstrip("/") != "/v1/scheduler_requests":
+            return self._done("404", 404, {"error": "not_found"})
+        if scope["method"] != "POST":
+            return self._done("405", 405, {"error": "method_not_allowed"}, [(b"allow", b"POST")])
+        headers = _headers(scope)
+        if self.faults.latency:
+            await asyncio.sleep(self.faults.latency)
+
+        fault = self._next_fault(body)
+        if fault is Fault.RATE_LIMITED:
+            return self._rate_limited("fault:rate_limited", self.faults.retry_after)
+        if fault is Fault.UNAVAILABLE:
+            return self._done("fault:unavailable", 503, {"error": "service_unavailable"})
+        if fault is Fault.DROP_BEFORE:
+            self.outcomes["fault:drop_before"] += 1
+            raise DropConnection
+
+        secret = _bearer(headers.get("authorization"))
+        if secret is None or secret not in self._secrets:
+            # Cronofy answers an unknown token with an empty 401.
+            return self._done("401", 401, None, [(b"www-authenticate", b"Bearer")])
+        if self._rate_limit is not None:
+            limit = self._limits.get(secret)
+            if limit is None:
+                limit = self._limits[secret] = _ArrivalLimit(self._rate_limit)
+            wait = limit.admit(time.monotonic())
+            if wait is not None:
+                return self._rate_limited("429", wait)
+
+        impersonated = headers.get("cronofy-impersonate")
+        if (
+            impersonated is not None
+            and self._members is not None
+            and (impersonated not in self._members)
+        ):
+            return self._done(
+                "403",
+                403,
+                {"error": "forbidden", "description": "impersonated account is not a member"},
+            )
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        errors = self._validate(data, impersonated=impersonated)
+        if errors:
+            return self._done("422", 422, {"errors": errors})
+
+        entry = self._create(data, secret=secret, impersonated=impersonated)
+        answer = self._answer(entry, data)
+        if fault is Fault.ERROR_AFTER_CREATE:
+            return self._done("fault:error_after_create", 500, {"error": "internal"})
+        if fault is Fault.DROP_AFTER:
+            self.outcomes["fault:drop_after"] += 1
+            raise DropConnection
+        if fault is Fault.SLOW:
+            self.outcomes["fault:slow"] += 1
+            await asyncio.sleep(self.faults.slow_seconds)
+        return self._done("created", 200, answer)
+
+    def _done(
+        self,
+        outcome: str,
+        status: int,
+        payload: Any,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        self.outcomes[outcome] += 1
+        return status, payload, headers or []
+
+    def _rate_limited(
+        self, outcome: str, wait: float
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        # Whole seconds, as HTTP's Retry-After takes, rounded up so a client that obeys fits.
+        seconds = str(max(1, math.ceil(wait))).encode()
+        return self._done(outcome, 429, {"error": "too_many_requests"}, [(b"retry-after", seconds)])
+
+    def _next_fault(self, body: bytes) -> Fault | None:
+        if self._scripted:
+            return self._scripted.popleft()
+        if not self.faults.any:
+            return None
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        occurrence = self._seen[digest]
+        self._seen[digest] += 1
+        return self.faults.draw(body, occurrence)
+
+    def _validate(self, data: Any, *, impersonated: str | None) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return _error("body", "errors.invalid", "must be a JSON object")
+        errors: dict[str, Any] = {}
+        recipients = data.get("recipients")
+        if recipients is None:
+            errors |= _error("recipients", "errors.required", "required")
+        elif not isinstance(recipients, list) or len(recipients) != 1:
+            errors |= _error("recipients", "errors.invalid", "exactly one recipient is supported")
+        else:
+            recipient = recipients[0]
+            email = recipient.get("email") if isinstance(recipient, dict) else None
+            if not email:
+                errors |= _error("recipients.email", "errors.required", "required")
+            elif not isinstance(email, str) or not _EMAIL.fullmatch(email):
+                errors |= _error("recipients.email", "errors.invalid", "invalid email address")
+        event = data.get("event")
+        summary = event.get("summary") if isinstance(event, dict) else None
+        if not isinstance(event, dict):
+            errors |= _error("event", "errors.required", "required")
+        elif not summary or not isinstance(summary, str):
+            errors |= _error("event.summary", "errors.required", "required")
+        elif len(summary) > MAX_SUMMARY_LENGTH:
+            errors |= _error(
+                "event.summary",
+                "errors.too_long",
+                f"must be {MAX_SUMMARY_LENGTH} characters or fewer",
+            )
+        errors |= self._validate_host(data, impersonated=impersonated)
+        return errors
+
+    def _validate_host(self, data: dict[str, Any], *, impersonated: str | None) -> dict[str, Any]:
+        host, rule = data.get("host"), data.get("scheduler_group_rule")
+        if host is not None and rule is not None:
+            return _error("host", "errors.invalid", "give host or scheduler_group_rule, not both")
+        if host is not None:
+            sub = host.get("sub") if isinstance(host, dict) else None
+            if not sub:
+                return _error("host.sub", "errors.required", "required")
+            if self._members is not None and sub not in self._members:
+                return _error(
+                    "host.sub", "errors.unknown", "not a member of the Organizational Unit"
+                )
+        elif rule is not None:
+            rule_id = rule.get("id") if isinstance(rule, dict) else None
+            if not rule_id:
+                return _error("scheduler_group_rule.id", "errors.required", "required")
+            if self._group_rules is not None and rule_id not in self._group_rules:
+                return _error("scheduler_group_rule.id", "errors.unknown", "unknown group rule")
+        elif impersonated is None:
+            return _error("host", "errors.required", "required")
+        return {}
+
+    def _create(
+        self, data: dict[str, Any], *, secret: str, impersonated: str | None
+    ) -> CreatedRequest:
+        recipient = data["recipients"][0]
+        host, rule = data.get("host"), data.get("scheduler_group_rule")
+        entry = CreatedRequest(
+            sequence=next(self._sequence),
+            scheduler_request_id=f"srq_{secrets.token_hex(12)}",
+            email=recipient["email"],
+            display_name=recipient.get("display_name"),
+            summary=data["event"]["summary"],
+            host_sub=host["sub"] if host else None,
+            group_rule_id=rule["id"] if rule else None,
+            impersonated=impersonated,
+            client_secret=secret,
+            body=data,
+        )
+        self.created_count += 1
+        if self._record:
+            self.created.append(entry)
+        return entry
+
+    def _answer(self, entry: CreatedRequest, data: dict[str, Any]) -> dict[str, Any]:
+        recipient: dict[str, Any] = {"email": entry.email}
+        if entry.display_name is not None:
+            recipient["display_name"] = entry.display_name
+        recipient["select_url"] = f"{self._select_url_base}/r/{secrets.token_urlsafe(9)}"
+        return {
+            "scheduler_request": {
+                "scheduler_request_id": entry.scheduler_request_id,
+                "recipients": [recipient],
+            }
+        }
+
+
+def _invite_key(entry: CreatedRequest) -> Hashable:
+    return entry.invite_key
+
+
+def _bearer(value: str | None) -> str | None:
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class InProcessTransport(httpx.AsyncBaseTransport):
+    """
+    httpx's ASGI transport, plus what a network would do.
+
+    ``httpx.ASGITransport`` ignores timeouts and surfaces app exceptions as they are; this one
+    applies the request's read timeout and turns a dropped connection into the
+    ``httpx.RemoteProtocolError`` a real socket would give.
+    """
+
+    def __init__(self, app: FakeCronofy) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` to the app."""
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await self._asgi.handle_async_request(request)
+        except TimeoutError:
+            raise httpx.ReadTimeout(
+                "timed out waiting for the fake's answer", request=request
+            ) from None
+        except DropConnection:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from None
