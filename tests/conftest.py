@@ -69,8 +69,12 @@ def _no_cronofy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Retries, pauses and pacing must run on a FakeClock in tests: never wait for real.
+def _no_real_sleep(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retries, pauses and pacing must run on a FakeClock in tests: never wait for real. Only a
+    # test against a server that counts real arrivals may opt out, with @pytest.mark.real_time.
+    if request.node.get_closest_marker("real_time"):
+        return
+
     async def refuse(self: object, seconds: float) -> None:
         raise AssertionError(f"a test tried to sleep {seconds} s for real; use FakeClock")
 

@@ -1,0 +1,217 @@
+"""
+Against FakeCronofy over real loopback TCP: a real socket, a real pool, real timeouts.
+
+For each injected fault: what the client raises or retries, and from the fake's ledger, that
+nothing the retry policy calls unsafe was created twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from cronofy_async import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AsyncSchedulerAPI,
+    Event,
+    Host,
+    NewSchedulerRequest,
+    RateLimit,
+    Recipient,
+    RetryPolicy,
+    ServerError,
+)
+from cronofy_async.testing import FakeCronofy, Fault, Faults
+from cronofy_async.testing._server import listening_socket
+
+from .helpers import FakeClock, use_clock
+
+
+def invite(i: int) -> NewSchedulerRequest:
+    return NewSchedulerRequest(
+        host=Host(sub="acc_1"),
+        recipients=[Recipient(email=f"person{i}@example.com")],
+        event=Event(summary="Intro call"),
+    )
+
+
+@pytest.fixture
+def fake() -> FakeCronofy:
+    return FakeCronofy(members=["acc_1"], rate_limit=None)
+
+
+@pytest.fixture
+async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
+    async with fake.serve() as url:
+        yield url
+
+
+def connect(fake: FakeCronofy, base_url: str, **options: Any) -> AsyncSchedulerAPI:
+    """An API object over TCP whose retry waits run on virtual time."""
+    options.setdefault("rate_limit", None)
+    api = AsyncSchedulerAPI(fake.secret, base_url=base_url, **options)
+    use_clock(api, FakeClock())
+    return api
+
+
+async def test_serve_yields_a_loopback_base_url(fake: FakeCronofy, base_url: str) -> None:
+    assert base_url.startswith("http://127.0.0.1:")
+    assert not base_url.endswith("/")
+    async with connect(fake, base_url) as api:
+        created = await api.create_scheduler_request(invite(0))
+        view = api.impersonate("acc_1")
+        await view.create_scheduler_request(invite(1))
+    assert created.scheduler_request_id == fake.created[0].scheduler_request_id
+    assert created.recipients[0].select_url
+    assert [e.impersonated for e in fake.created] == [None, "acc_1"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "unknown", "created"),
+    [
+        (Fault.UNAVAILABLE, ServerError, True, 0),
+        (Fault.DROP_BEFORE, APIConnectionError, True, 0),
+        (Fault.ERROR_AFTER_CREATE, ServerError, True, 1),
+        (Fault.DROP_AFTER, APIConnectionError, True, 1),
+    ],
+)
+async def test_unsafe_faults_raise_unretried_and_say_the_invite_may_exist(
+    fake: FakeCronofy,
+    base_url: str,
+    fault: Fault,
+    error: type[APIError],
+    unknown: bool,
+    created: int,
+) -> None:
+    fake.inject(fault)
+    async with connect(fake, base_url) as api:
+        with pytest.raises(error) as info:
+            await api.create_scheduler_request(invite(0))
+        # The pool is still usable after a dropped connection.
+        await api.create_scheduler_request(invite(1))
+    assert info.value.outcome_unknown is unknown
+    assert info.value.attempts == 1
+    assert fake.received == 2
+    assert fake.created_count == created + 1
+    assert fake.duplicates() == {}
+
+
+async def test_a_slow_answer_trips_the_read_timeout_over_tcp(
+    fake: FakeCronofy, base_url: str
+) -> None:
+    fake.faults = Faults(slow=1.0, slow_seconds=0.5)
+    async with connect(fake, base_url, timeout=0.1) as api:
+        with pytest.raises(APITimeoutError) as info:
+            await api.create_scheduler_request(invite(0))
+    assert info.value.outcome_unknown is True
+    assert info.value.attempts == 1
+    assert fake.created_count == 1  # the invite exists: re-sending would duplicate it
+    fake.faults = Faults()
+
+
+async def test_a_429_is_retried_and_created_once(fake: FakeCronofy, base_url: str) -> None:
+    fake.inject(Fault.RATE_LIMITED, times=2)
+    async with connect(fake, base_url) as api:
+        await api.create_scheduler_request(invite(0))
+    assert fake.received == 3
+    assert fake.created_count == 1
+
+
+async def test_connection_refused_is_retried_then_reported_unsent() -> None:
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    api = AsyncSchedulerAPI("sk_x", base_url=f"http://127.0.0.1:{port}", rate_limit=None)
+    clock = use_clock(api, FakeClock())
+    async with api:
+        with pytest.raises(APIConnectionError) as info:
+            await api.create_scheduler_request(invite(0))
+    assert info.value.outcome_unknown is False
+    assert info.value.attempts == 3
+    assert len(clock.sleeps) == 2
+
+
+async def test_opting_in_to_unsafe_retries_can_duplicate(fake: FakeCronofy, base_url: str) -> None:
+    # The documented risk, shown: a drop after processing, retried, creates the invite twice.
+    fake.inject(Fault.DROP_AFTER)
+    async with connect(fake, base_url, retry=RetryPolicy(retry_unsafe=True)) as api:
+        await api.create_scheduler_request(invite(0))
+    assert len(fake.duplicates()) == 1
+
+
+async def test_a_fault_storm_creates_nothing_twice(fake: FakeCronofy, base_url: str) -> None:
+    fake.faults = Faults(
+        seed=5,
+        rate_limited=0.1,
+        unavailable=0.05,
+        drop_before=0.05,
+        error_after_create=0.05,
+        drop_after=0.05,
+        retry_after=0,
+    )
+    outcomes: dict[str, APIError | None] = {}
+    async with connect(fake, base_url) as api:
+
+        async def create(i: int) -> None:
+            try:
+                await api.create_scheduler_request(invite(i))
+                outcomes[f"person{i}@example.com"] = None
+            except APIError as error:
+                outcomes[f"person{i}@example.com"] = error
+
+        semaphore = asyncio.Semaphore(20)
+
+        async def bounded(i: int) -> None:
+            async with semaphore:
+                await create(i)
+
+        await asyncio.gather(*(bounded(i) for i in range(400)))
+
+    assert len(outcomes) == 400
+    assert fake.duplicates() == {}
+    ledger = {entry.email: entry for entry in fake.created}
+    for email, error in outcomes.items():
+        if error is None:
+            assert email in ledger
+        elif not error.outcome_unknown:
+            assert email not in ledger, (email, error)
+    failed_unknown = sum(1 for e in outcomes.values() if e is not None and e.outcome_unknown)
+    assert failed_unknown > 0
+    assert fake.outcomes["fault:rate_limited"] > 0
+
+
+@pytest.mark.real_time
+async def test_default_pacing_meets_a_server_counting_arrivals() -> None:
+    # Scaled down from 50/s so it takes about two seconds: the client's default headroom keeps
+    # a server that counts arrivals exactly from answering a single 429.
+    limit = RateLimit(per_second=20, per_minute=None)
+    fake = FakeCronofy(members=["acc_1"], rate_limit=limit)
+    async with (
+        fake.serve() as url,
+        AsyncSchedulerAPI(fake.secret, base_url=url, rate_limit=limit) as api,
+    ):
+        start = time.monotonic()
+        await asyncio.gather(*(api.create_scheduler_request(invite(i)) for i in range(60)))
+        elapsed = time.monotonic() - start
+    assert fake.outcomes["429"] == 0
+    assert fake.created_count == 60
+    # 60 requests at 20 per 1.05 s: two full windows of waiting, at least.
+    assert elapsed >= 2 * 1.05
+
+
+async def test_the_fake_serves_its_body_as_json(fake: FakeCronofy, base_url: str) -> None:
+    async with connect(fake, base_url) as api:
+        response = await api.http_client.post(
+            f"{base_url}/v1/scheduler_requests",
+            content=json.dumps({"recipients": []}),
+            headers={"Authorization": f"Bearer {fake.secret}"},
+        )
+    assert response.status_code == 422
+    assert response.json()["errors"]["recipients"][0]["key"] == "errors.invalid"
