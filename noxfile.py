@@ -36,4 +36,4 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package and the tests."""
     session.install("-e", ".[testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    session.run("mypy", "--strict", "cronofy_async", "tests")
+    session.run("mypy", "--strict", "cronofy_async", "tests", "bench")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -215,3 +216,39 @@ async def test_the_fake_serves_its_body_as_json(fake: FakeCronofy, base_url: str
         )
     assert response.status_code == 422
     assert response.json()["errors"]["recipients"][0]["key"] == "errors.invalid"
+
+
+RUN_CLI = "import sys; from cronofy_async._cli import main; sys.exit(main())"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "cronofy_async.testing"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cronofy_async._cli import main; sys.exit(main())",
+            "fake-server",
+        ],
+    ],
+    ids=["python-m", "cronofy-async"],
+)
+async def test_the_fake_server_command(command: list[str]) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *command, "--port", "0", "--member", "acc_1", "--secret", "sk_cli",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = [await asyncio.wait_for(process.stdout.readline(), 20) for _ in range(2)]
+        assert lines[0].decode().strip() == "client secret: sk_cli"
+        url = lines[1].decode().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        api = AsyncSchedulerAPI("sk_cli", base_url=url, rate_limit=None)
+        async with api:
+            created = await api.create_scheduler_request(invite(0))
+        assert created.scheduler_request_id.startswith("srq_")
+    finally:
+        process.terminate()
+        await process.wait()
