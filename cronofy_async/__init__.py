@@ -4,6 +4,7 @@ An asyncio client for Cronofy's Scheduler API.
 >>> from cronofy_async import AsyncSchedulerAPI, NewSchedulerRequest, Host, Recipient, Event
 """
 
+from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchResult, BatchStream, Outcome
 from ._client import DEFAULT_TIMEOUT, AsyncSchedulerAPI
 from ._data_centers import DataCenter
 from ._errors import (
@@ -33,6 +34,7 @@ from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "MAX_SUMMARY_LENGTH",
     "APIConnectionError",
@@ -41,6 +43,9 @@ __all__ = [
     "APITimeoutError",
     "AsyncSchedulerAPI",
     "AuthenticationError",
+    "BatchReport",
+    "BatchResult",
+    "BatchStream",
     "ClientClosedError",
     "ConfigurationError",
     "CronofyError",
@@ -53,6 +58,7 @@ __all__ = [
     "LockedError",
     "NewSchedulerRequest",
     "NotFoundError",
+    "Outcome",
     "PayloadError",
     "PaymentRequiredError",
     "PermissionDeniedError",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import Final, Self
 
 import attrs
 import httpx
 
+from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream
 from ._clock import Clock, SystemClock
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
@@ -316,6 +318,11 @@ class AsyncSchedulerAPI:
         rule, and an `APIError` subclass if the call still fails after the retries the
         `RetryPolicy` allows: check its ``outcome_unknown`` before sending the invite again.
         """
+        return await self._create(request)
+
+    async def _create(
+        self, request: NewSchedulerRequest, on_send: Callable[[], None] | None = None
+    ) -> SchedulerRequest:
         self._check_open()
         body = encode_create_body(request, impersonating=self._impersonate is not None)
         shared = self._shared
@@ -342,4 +349,47 @@ class AsyncSchedulerAPI:
             clock=shared.clock,
             rng=shared.rng,
             what=f"POST {CREATE_PATH}",
+            on_send=on_send,
         )
+
+    def iter_create_scheduler_requests(
+        self,
+        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> BatchStream:
+        """
+        Create many scheduler requests concurrently; yield each `BatchResult` as it completes.
+
+        `requests` may be any iterable or async iterable, read lazily: at most `concurrency`
+        items are read ahead or in flight, so a generator of a million items runs in flat
+        memory. One item's failure never stops the others, but a 401, 402 or 403 dooms them
+        all: the batch then stops early, what was sent finishes, and every item left is
+        reported `Outcome.NOT_SENT`. Each item is sent once (and retried only as the
+        `RetryPolicy` allows)::
+
+            async with api.iter_create_scheduler_requests(requests) as results:
+                async for result in results:
+                    print(result.index, result.outcome)
+        """
+        self._check_open()
+        return BatchStream(self, requests, concurrency=concurrency)
+
+    async def batch_create_scheduler_requests(
+        self,
+        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> BatchReport:
+        """
+        Create many scheduler requests concurrently and report on every one, in input order.
+
+        The same as `iter_create_scheduler_requests`, collected into a `BatchReport`. For
+        inputs too large to hold every result in memory, or to see results as they come (and
+        keep them if the batch is cancelled), iterate instead.
+        """
+        results = []
+        async with self.iter_create_scheduler_requests(requests, concurrency=concurrency) as stream:
+            results = [result async for result in stream]
+        results.sort(key=lambda result: result.index)
+        return BatchReport(results=tuple(results))

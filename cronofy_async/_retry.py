@@ -145,12 +145,13 @@ async def run_with_retries(
     clock: Clock,
     rng: random.Random,
     what: str,
+    on_send: Callable[[], None] | None = None,
 ) -> T:
     """
     Run `attempt` (one send and parse) until it succeeds or must not be retried.
 
-    Before every send: wait out any 429 pause, then a slot from the limiter. The error raised at
-    the end records how many sends were made in its ``attempts``.
+    Before every send: wait out any 429 pause, then a slot from the limiter, then `on_send`. The
+    error raised at the end records how many sends were made in its ``attempts``.
     """
     start = clock.monotonic()
     sent = 0
@@ -161,6 +162,8 @@ async def run_with_retries(
         if limiter is not None:
             await limiter.acquire()
         sent += 1
+        if on_send is not None:
+            on_send()  # no await between this and the send: the caller's count stays exact
         try:
             return await attempt()
         except APIError as error:
