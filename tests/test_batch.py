@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
+import httpx
 import pytest
+import respx
 
 from cronofy_async import (
     DEFAULT_CONCURRENCY,
@@ -21,6 +24,7 @@ from cronofy_async import (
     NewSchedulerRequest,
     Outcome,
     PayloadError,
+    PermissionDeniedError,
     RateLimit,
     Recipient,
     ValidationError,
@@ -28,6 +32,7 @@ from cronofy_async import (
 from cronofy_async._batch import outcome_of
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
+from .conftest import CREATE_URL, SECRET, ok_response
 from .helpers import FakeClock, use_clock
 
 
@@ -145,30 +150,26 @@ async def test_a_401_stops_the_batch_and_every_other_item_is_not_sent(
     assert all(r.error is stream.stopped_by for r in not_sent)
 
 
-async def test_a_fatal_error_lets_what_was_sent_finish(fake: FakeCronofy, base_url: str) -> None:
-    # One item fails with a 403 (impersonating a stranger); others already sent keep theirs.
-    fake.faults = Faults(latency=0.05)
-    async with AsyncSchedulerAPI(fake.secret, base_url=base_url, rate_limit=None) as api:
-        items = [invite(i) for i in range(4)]
-        stranger = api.impersonate("acc_stranger")
-        results: list[BatchResult] = []
+async def test_a_fatal_error_lets_what_was_sent_finish(mock: respx.MockRouter) -> None:
+    # Item 0 is refused with a 403 while items 1 and 2 are on the wire; 3..9 are never sent.
+    release = asyncio.Event()
 
-        async def mixed() -> AsyncIterator[NewSchedulerRequest]:
-            for item in items:
-                yield item
+    async def respond(request: httpx.Request) -> httpx.Response:
+        email = json.loads(request.content)["recipients"][0]["email"]
+        if email == "person0@example.com":
+            release.set()
+            return httpx.Response(403, json={"error": "forbidden"})
+        await release.wait()
+        return ok_response()
 
-        # Send the forbidden one through the view, concurrently with the others.
-        others = asyncio.ensure_future(api.batch_create_scheduler_requests(mixed(), concurrency=4))
-        forbidden = await stranger.batch_create_scheduler_requests(
-            [
-                NewSchedulerRequest(
-                    recipients=[Recipient(email="z@example.com")], event=Event(summary="x")
-                )
-            ]
-        )
-        results = list((await others).results)
-    assert forbidden.results[0].outcome is Outcome.FAILED
-    assert [r.outcome for r in results] == [Outcome.CREATED] * 4
+    route = mock.post(CREATE_URL).mock(side_effect=respond)
+    async with AsyncSchedulerAPI(SECRET, rate_limit=None) as api:
+        report = await api.batch_create_scheduler_requests(invites(10), concurrency=3)
+    outcomes = [r.outcome for r in report.results]
+    assert outcomes == [Outcome.FAILED, Outcome.CREATED, Outcome.CREATED] + [Outcome.NOT_SENT] * 7
+    assert isinstance(report.results[0].error, PermissionDeniedError)
+    assert all(r.error is report.results[0].error for r in report.results[3:])
+    assert route.call_count == 3
 
 
 async def test_a_huge_generator_is_read_lazily(fake: FakeCronofy) -> None:
