@@ -14,7 +14,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite with branch coverage of the package."""
-    session.install("-e", ".[testing]", *nox.project.dependency_groups(PYPROJECT, "tests"))
+    session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "tests"))
     session.run(
         "pytest",
         "--cov=cronofy_async",
@@ -35,5 +35,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package and the tests."""
-    session.install("-e", ".[testing]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "cronofy_async", "tests", "bench")

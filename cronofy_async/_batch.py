@@ -12,7 +12,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -171,21 +179,38 @@ class BatchStream:
         requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
         *,
         concurrency: int,
+        send: Callable[[Any, Callable[[], None]], Awaitable[SchedulerRequest]] | None = None,
     ) -> None:
         self._api = api
+        # How one item is sent; the command line routes each row through its own view.
+        self._send = send or api._create
         self._source = _aiter(requests)
         self._concurrency = check_concurrency(concurrency)
+        self._pending: dict[asyncio.Task[BatchResult], _Item] = {}
         self._stream = self._run()
         self.unfinished: list[BatchResult] = []
         """Items in flight when the stream was closed or cancelled, with their outcomes."""
         self.stopped_by: BaseException | None = None
         """The error (401, 402, 403) that stopped the batch early, if one did."""
+        self._stopping = False
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> BatchResult:
         return await self._stream.__anext__()
+
+    def stop(self) -> None:
+        """
+        Wind the batch down gently: read no more input and send nothing new.
+
+        Requests already sent finish and keep their real outcome (no `Outcome.UNKNOWN` from the
+        stop itself); items read but not yet sent come out as `Outcome.NOT_SENT`. Items not
+        yet read from the input are left there. The iteration then ends normally.
+        """
+        if not self._stopping:
+            self._stopping = True
+            self._cancel_unsent(self._pending)
 
     async def aclose(self) -> None:
         """Stop the batch: cancel what is in flight and record it in `unfinished`."""
@@ -204,13 +229,13 @@ class BatchStream:
 
     async def _one(self, item: _Item) -> BatchResult:
         try:
-            created = await self._api._create(item.request, on_send=item.on_send)
+            created = await self._send(item.request, item.on_send)
         except Exception as error:
             return item.result(outcome_of(error), error=error, attempts=item.sent)
         return item.result(Outcome.CREATED, scheduler_request=created, attempts=item.sent)
 
     async def _run(self) -> AsyncGenerator[BatchResult, None]:
-        pending: dict[asyncio.Task[BatchResult], _Item] = {}
+        pending = self._pending
         next_index = 0
         exhausted = False
         source_error: BaseException | None = None
@@ -235,7 +260,7 @@ class BatchStream:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(done, key=lambda t: pending[t].index):
                     item = pending.pop(task)
-                    if task.cancelled():  # not yet sent when an earlier item stopped the batch
+                    if task.cancelled():  # not yet sent when the batch was stopped
                         yield item.result(Outcome.NOT_SENT, error=self.stopped_by)
                         continue
                     result = task.result()
@@ -259,7 +284,7 @@ class BatchStream:
             await self._abandon(pending)
 
     def _may_read(self, exhausted: bool) -> bool:
-        return not exhausted and self.stopped_by is None
+        return not exhausted and self.stopped_by is None and not self._stopping
 
     def _cancel_unsent(self, pending: dict[asyncio.Task[BatchResult], _Item]) -> None:
         for task, item in pending.items():
