@@ -241,9 +241,7 @@ class BatchStream:
         source_error: BaseException | None = None
         try:
             while True:
-                while (
-                    not exhausted and self.stopped_by is None and len(pending) < self._concurrency
-                ):
+                while self._may_read(exhausted) and len(pending) < self._concurrency:
                     try:
                         request = await anext(self._source)
                     except StopAsyncIteration:

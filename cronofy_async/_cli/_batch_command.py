@@ -198,7 +198,7 @@ async def run_batch(
         err.write(f"cronofy-async batch: {exc}\n")
         return EXIT_USAGE
     total = count_rows(args.input)
-    progress = make_progress(plain=args.plain)
+    progress = make_progress(err, plain=args.plain)
     with ResultsFile(args.output) as results:
         run = _Run(args, results, progress, err)
         progress.start(total)

@@ -122,8 +122,9 @@ def rich_available() -> bool:
     return True
 
 
-def make_progress(*, plain: bool = False) -> Progress:
-    """A live bar on a terminal with rich installed, plain lines otherwise."""
-    if not plain and sys.stderr.isatty() and rich_available():
+def make_progress(stream: IO[str] | None = None, *, plain: bool = False) -> Progress:
+    """A live bar on a terminal with rich installed, plain lines on `stream` otherwise."""
+    stream = stream or sys.stderr
+    if not plain and stream.isatty() and rich_available():
         return RichProgress()
-    return PlainProgress(sys.stderr)
+    return PlainProgress(stream)

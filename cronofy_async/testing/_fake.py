@@ -308,7 +308,13 @@ class FakeCronofy:
 
         fault = self._next_fault(body)
         if fault is Fault.RATE_LIMITED:
-            return self._rate_limited("fault:rate_limited", self.faults.retry_after)
+            seconds = f"{self.faults.retry_after:g}".encode()  # as configured, 0 included
+            return self._done(
+                "fault:rate_limited",
+                429,
+                {"error": "too_many_requests"},
+                [(b"retry-after", seconds)],
+            )
         if fault is Fault.UNAVAILABLE:
             return self._done("fault:unavailable", 503, {"error": "service_unavailable"})
         if fault is Fault.DROP_BEFORE:
@@ -325,7 +331,7 @@ class FakeCronofy:
                 limit = self._limits[secret] = _ArrivalLimit(self._rate_limit)
             wait = limit.admit(time.monotonic())
             if wait is not None:
-                return self._rate_limited("429", wait)
+                return self._rate_limited(wait)
 
         impersonated = headers.get("cronofy-impersonate")
         if (
@@ -368,12 +374,10 @@ class FakeCronofy:
         self.outcomes[outcome] += 1
         return status, payload, headers or []
 
-    def _rate_limited(
-        self, outcome: str, wait: float
-    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+    def _rate_limited(self, wait: float) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         # Whole seconds, as HTTP's Retry-After takes, rounded up so a client that obeys fits.
         seconds = str(max(1, math.ceil(wait))).encode()
-        return self._done(outcome, 429, {"error": "too_many_requests"}, [(b"retry-after", seconds)])
+        return self._done("429", 429, {"error": "too_many_requests"}, [(b"retry-after", seconds)])
 
     def _next_fault(self, body: bytes) -> Fault | None:
         if self._scripted:

@@ -1,0 +1,442 @@
+"""The cronofy-async command end to end, against FakeCronofy on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cronofy_async._cli import _parser, main
+from cronofy_async._cli._batch_command import run_batch
+from cronofy_async._cli._demo import run_demo
+from cronofy_async._cli._progress import PlainProgress, make_progress
+from cronofy_async._cli._rows import Defaults, Row, RowError, read_rows
+from cronofy_async.testing import FakeCronofy, Fault, Faults
+
+SECRET = "sk_cli_test"
+
+
+def write_csv(path: Path, rows: list[str], header: str = "email,display_name") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def people(count: int) -> list[str]:
+    return [f"person{i}@example.com,Person {i}" for i in range(count)]
+
+
+def batch_args(*argv: str) -> argparse.Namespace:
+    return _parser().parse_args(["batch", *argv])
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def final_states(path: Path) -> dict[int, str]:
+    states: dict[int, str] = {}
+    for record in records(path):
+        states[record["line"]] = record["outcome"]
+    return states
+
+
+@pytest.fixture
+def fake() -> FakeCronofy:
+    return FakeCronofy([SECRET], members=["acc_1", "acc_2"], rate_limit=None)
+
+
+@pytest.fixture
+async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
+    async with fake.serve() as url:
+        yield url
+
+
+async def run(args: argparse.Namespace) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = await run_batch(args, secret=SECRET, out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+async def test_a_csv_end_to_end(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", people(40))
+    output = tmp_path / "out.jsonl"
+    status, out, err = await run(
+        batch_args(
+            str(source),
+            "-o",
+            str(output),
+            "--host",
+            "acc_1",
+            "--summary",
+            "Hi",
+            "--base-url",
+            base_url,
+            "--per-second",
+            "1000",
+            "--plain",
+        )
+    )
+    assert status == 0
+    assert "every row is created" in out
+    assert fake.created_count == 40
+    assert fake.duplicates() == {}
+    created = [r for r in records(output) if r["outcome"] == "created"]
+    assert sorted(r["line"] for r in created) == list(range(2, 42))  # line 1 is the header
+    ledger = {e.scheduler_request_id: e for e in fake.created}
+    for record in created:
+        entry = ledger[record["scheduler_request_id"]]
+        assert entry.email == record["email"]
+        assert record["select_url"].startswith("https://")
+        assert record["attempts"] == 1
+        assert entry.summary == "Hi"
+        assert entry.display_name == f"Person {record['line'] - 2}"
+    assert "progress: 40/40 rows" in err
+
+
+async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["a@example.com,A", "not-an-email,B", "", "c@example.com,C", "d@example.com,D"],
+    )
+    output = tmp_path / "out.jsonl"
+    status, out, err = await run(
+        batch_args(
+            str(source),
+            "-o",
+            str(output),
+            "--host",
+            "acc_1",
+            "--summary",
+            "Hi",
+            "--base-url",
+            base_url,
+            "--plain",
+        )
+    )
+    assert status == 1
+    assert "line 3: recipients.email: 'not-an-email' is not a valid email address" in err
+    assert final_states(output) == {2: "created", 3: "failed", 5: "created", 6: "created"}
+    assert "bad rows (see the lines above)" in out
+    assert fake.created_count == 3
+
+
+async def test_jsonl_with_per_row_hosts(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
+    lines = [
+        {"email": "a@example.com", "summary": "One", "host": "acc_1"},
+        {"email": "b@example.com", "summary": "Two", "impersonate": "acc_2"},
+        {"email": "c@example.com", "summary": "Three", "group_rule": "sgr_9", "name": "C"},
+        {"email": "d@example.com"},  # falls back to --summary and --host
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    status, _, _ = await run(
+        batch_args(
+            str(source),
+            "-o",
+            str(tmp_path / "out.jsonl"),
+            "--host",
+            "acc_2",
+            "--summary",
+            "Default",
+            "--base-url",
+            base_url,
+            "--plain",
+        )
+    )
+    assert status == 0
+    hosts = {
+        e.email: (e.host_sub, e.impersonated, e.group_rule_id, e.summary) for e in fake.created
+    }
+    assert hosts == {
+        "a@example.com": ("acc_1", None, None, "One"),
+        "b@example.com": (None, "acc_2", None, "Two"),
+        "c@example.com": (None, None, "sgr_9", "Three"),
+        "d@example.com": ("acc_2", None, None, "Default"),
+    }
+
+
+async def test_rerunning_resumes(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", people(10))
+    output = tmp_path / "out.jsonl"
+    argv = [
+        str(source),
+        "-o",
+        str(output),
+        "--host",
+        "acc_1",
+        "--summary",
+        "Hi",
+        "--base-url",
+        base_url,
+        "--plain",
+        "--concurrency",
+        "1",
+    ]
+    fake.inject(Fault.UNAVAILABLE)  # row 2: a 503, may exist -> unknown (and was not created)
+    fake.inject(Fault.DROP_AFTER)  # row 3: created, then the connection dropped -> unknown
+    status, out, _ = await run(batch_args(*argv))
+    assert status == 1
+    assert final_states(output)[2] == "unknown"
+    assert final_states(output)[3] == "unknown"
+    assert fake.created_count == 9
+
+    # Again: nothing to send. Created rows are skipped, unknown ones are not re-sent blindly.
+    status, out, _ = await run(batch_args(*argv))
+    assert status == 1
+    assert fake.received == 10
+    assert "skipped: created before                                   8" in out
+    assert "skipped: unknown before (--resend-unknown to send)        2" in out
+
+    # With the explicit flag they are sent again: row 3 now exists twice, as the flag warns.
+    status, out, _ = await run(batch_args(*argv, "--resend-unknown"))
+    assert status == 0
+    assert len(fake.duplicates()) == 1
+    assert set(final_states(output).values()) == {"created"}
+
+
+async def test_failed_rows_are_sent_again_on_a_rerun(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "in.csv", people(3))
+    output = tmp_path / "out.jsonl"
+    argv = [
+        str(source),
+        "-o",
+        str(output),
+        "--host",
+        "acc_1",
+        "--summary",
+        "Hi",
+        "--base-url",
+        base_url,
+        "--plain",
+        "--concurrency",
+        "1",
+    ]
+    fake.faults = Faults(retry_after=0)
+    fake.inject(Fault.RATE_LIMITED, times=3)  # row 2 fails three times: a 429 is never created
+    await run(batch_args(*argv))
+    assert final_states(output)[2] == "failed"
+    status, _, _ = await run(batch_args(*argv))
+    assert status == 0
+    assert fake.created_count == 3
+    assert fake.duplicates() == {}
+
+
+@pytest.mark.real_time
+async def test_ctrl_c_then_resume_creates_each_row_exactly_once(tmp_path: Path) -> None:
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=0.1))
+    source = write_csv(tmp_path / "in.csv", people(200))
+    output = tmp_path / "out.jsonl"
+    async with fake.serve() as url:
+        argv = [
+            str(source),
+            "-o",
+            str(output),
+            "--host",
+            "acc_1",
+            "--summary",
+            "Hi",
+            "--base-url",
+            url,
+            "--plain",
+            "--concurrency",
+            "10",
+            "--per-second",
+            "40",
+        ]
+        task = asyncio.ensure_future(run(batch_args(*argv)))
+        while fake.received < 30:  # noqa: ASYNC110 - polling the fake's counter is the point
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, once
+        status, _, err = await task
+        assert status == 130
+        assert "stopping: no new requests" in err
+        states = final_states(output)
+        assert "unknown" not in states.values()
+        assert "sending" not in states.values()
+        assert 0 < list(states.values()).count("created") < 200
+
+        status, _out, _ = await run(batch_args(*argv))
+    assert status == 0
+    assert fake.created_count == 200
+    assert fake.duplicates() == {}
+
+
+async def test_kill_9_then_resume_never_sends_a_row_twice(tmp_path: Path) -> None:
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=0.2))
+    source = write_csv(tmp_path / "in.csv", people(300))
+    output = tmp_path / "out.jsonl"
+    env = {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET}
+    async with fake.serve() as url:
+        argv = [
+            "-c",
+            "import sys; from cronofy_async._cli import main; sys.exit(main())",
+            "batch",
+            str(source),
+            "-o",
+            str(output),
+            "--host",
+            "acc_1",
+            "--summary",
+            "Hi",
+            "--base-url",
+            url,
+            "--plain",
+            "--concurrency",
+            "20",
+            "--per-second",
+            "1000",
+        ]
+        first = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stderr=-3)
+        while fake.received < 60:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        first.kill()  # SIGKILL: no chance to write anything more
+        await first.wait()
+        in_flight = [line for line, state in final_states(output).items() if state == "sending"]
+        assert in_flight  # rows cut off mid-flight
+
+        second = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stderr=-3)
+        assert await second.wait() == 1  # the cut-off rows stay unknown: not re-sent blindly
+    assert fake.duplicates() == {}
+    created = {entry.email for entry in fake.created}
+    states = final_states(output)
+    for line in range(2, 302):
+        email = f"person{line - 2}@example.com"
+        if states[line] == "created":
+            assert email in created
+    assert all(states[line] == "sending" for line in in_flight)
+    assert len(created) + len([s for s in states.values() if s == "sending"]) >= 300
+
+
+async def test_no_secret_fails_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_csv(tmp_path / "in.csv", people(1))
+    err = io.StringIO()
+    status = await run_batch(
+        batch_args(str(source), "-o", str(tmp_path / "out.jsonl"), "--host", "acc_1"), err=err
+    )
+    assert status == 2
+    assert "CRONOFY_CLIENT_SECRET" in err.getvalue()
+
+
+async def test_secret_from_a_file(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    source = write_csv(tmp_path / "in.csv", people(2))
+    status = await run_batch(
+        batch_args(
+            str(source),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--host",
+            "acc_1",
+            "--summary",
+            "Hi",
+            "--base-url",
+            base_url,
+            "--client-secret-file",
+            str(secret_file),
+            "--plain",
+        ),
+        out=io.StringIO(),
+        err=io.StringIO(),
+    )
+    assert status == 0
+    assert fake.created_count == 2
+
+
+def test_a_secret_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["batch", "in.csv", "-o", "out.jsonl", "--client-secret", "sk_live"])
+    assert info.value.code == 2
+    assert "lands in shell history" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("name,summary\nA,B\n", "no 'email' column"), (None, "no such file")],
+)
+async def test_unusable_input(tmp_path: Path, content: str | None, fragment: str) -> None:
+    source = tmp_path / "in.csv"
+    if content is not None:
+        source.write_text(content, encoding="utf-8")
+    err = io.StringIO()
+    status = await run_batch(
+        batch_args(str(source), "-o", str(tmp_path / "o.jsonl")), secret=SECRET, err=err
+    )
+    assert status == 2
+    assert fragment in err.getvalue()
+
+
+async def test_bad_concurrency(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", people(1))
+    err = io.StringIO()
+    status = await run_batch(
+        batch_args(str(source), "-o", str(tmp_path / "o.jsonl"), "--concurrency", "0", "--plain"),
+        secret=SECRET,
+        out=io.StringIO(),
+        err=err,
+    )
+    assert status == 2
+    assert "concurrency must be" in err.getvalue()
+
+
+def test_rows(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"email": "a@example.com", "summary": "x", "host": "acc_1"}\n'
+        "\n"
+        "not json\n"
+        "[1]\n"
+        '{"email": "b@example.com", "host": "acc_1"}\n'
+        '{"email": "c@example.com", "summary": "x"}\n',
+        encoding="utf-8",
+    )
+    items = list(read_rows(source, Defaults()))
+    assert isinstance(items[0], Row)
+    assert items[0].line == 1
+    errors = [(i.line, i.message) for i in items if isinstance(i, RowError)]
+    assert errors[0][0] == 3
+    assert "not valid JSON" in errors[0][1]
+    assert errors[1] == (4, "each line must be a JSON object")
+    assert errors[2] == (5, "no summary: give a summary column or --summary")
+    assert errors[3][0] == 6
+    assert errors[3][1].startswith("no host")
+
+
+def test_plain_progress_lines() -> None:
+    stream = io.StringIO()
+    progress = PlainProgress(stream, every=0)
+    progress.start(3)
+    for outcome in ("created", "failed", "unknown"):
+        progress.advance(outcome)
+    progress.stop()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("progress: 3/3 rows, ")
+    assert last.endswith("created 1, failed 1, unknown 1")
+    assert isinstance(make_progress(plain=True), PlainProgress)
+
+
+@pytest.mark.real_time
+async def test_the_demo_exits_0(tmp_path: Path) -> None:
+    out = io.StringIO()
+    status = await run_demo(argparse.Namespace(rows=80, workdir=tmp_path, plain=True), out=out)
+    assert status == 0
+    assert (
+        "The fake created 80 scheduler requests for 80 rows; invites created twice: 0"
+        in out.getvalue()
+    )
+    assert set(final_states(tmp_path / "results.jsonl").values()) == {"created"}
