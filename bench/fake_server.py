@@ -39,9 +39,10 @@ def cpu_seconds(pid: int) -> float:
 
 def start_fake(core: int | None, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     """Start the fake server on an ephemeral port; return the process and its base URL."""
+    limits = extra or ["--no-rate-limit"]
     command = [
         sys.executable, "-m", "cronofy_async.testing", "--port", "0", "--secret", SECRET,
-        "--no-rate-limit", "--no-ledger", *extra,
+        "--no-ledger", *limits,
     ]  # fmt: skip
 
     def pin() -> None:
