@@ -10,6 +10,7 @@ import respx
 
 from cronofy_async import AsyncSchedulerAPI, Event, Host, NewSchedulerRequest, Recipient
 from cronofy_async._clock import SystemClock
+from cronofy_async.testing import FakeCronofy
 
 from .helpers import FakeClock, use_clock
 
@@ -99,3 +100,16 @@ async def api(clock: FakeClock) -> AsyncIterator[AsyncSchedulerAPI]:
     async with AsyncSchedulerAPI(client_secret=SECRET) as api:
         use_clock(api, clock)
         yield api
+
+
+@pytest.fixture
+def loopback_fake() -> FakeCronofy:
+    """A fake Cronofy with one member, acc_1, and no rate limit."""
+    return FakeCronofy(members=["acc_1"], rate_limit=None)
+
+
+@pytest.fixture
+async def loopback_url(loopback_fake: FakeCronofy) -> AsyncIterator[str]:
+    """`loopback_fake` served over TCP on 127.0.0.1 for the test."""
+    async with loopback_fake.serve() as url:
+        yield url

@@ -49,14 +49,13 @@ def invites(count: int) -> Iterator[NewSchedulerRequest]:
 
 
 @pytest.fixture
-def fake() -> FakeCronofy:
-    return FakeCronofy(members=["acc_1"], rate_limit=None)
+def fake(loopback_fake: FakeCronofy) -> FakeCronofy:
+    return loopback_fake
 
 
 @pytest.fixture
-async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
-    async with fake.serve() as url:
-        yield url
+def base_url(loopback_url: str) -> str:
+    return loopback_url
 
 
 @pytest.fixture

@@ -38,6 +38,12 @@ def batch_args(*argv: str) -> argparse.Namespace:
     return _parser().parse_args(["batch", *argv])
 
 
+def common(source: Path, output: Path, base_url: str, *more: str) -> list[str]:
+    """The options these tests share: one host, one summary, the fake's URL, plain output."""
+    options = ["-o", str(output), "--host", "acc_1", "--summary", "Hi", "--base-url", base_url]
+    return [str(source), *options, "--plain", *more]
+
+
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -110,20 +116,7 @@ async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
         ["a@example.com,A", "not-an-email,B", "", "c@example.com,C", "d@example.com,D"],
     )
     output = tmp_path / "out.jsonl"
-    status, out, err = await run(
-        batch_args(
-            str(source),
-            "-o",
-            str(output),
-            "--host",
-            "acc_1",
-            "--summary",
-            "Hi",
-            "--base-url",
-            base_url,
-            "--plain",
-        )
-    )
+    status, out, err = await run(batch_args(*common(source, output, base_url)))
     assert status == 1
     assert "line 3: recipients.email: 'not-an-email' is not a valid email address" in err
     assert final_states(output) == {2: "created", 3: "failed", 5: "created", 6: "created"}
@@ -169,20 +162,7 @@ async def test_jsonl_with_per_row_hosts(fake: FakeCronofy, base_url: str, tmp_pa
 async def test_rerunning_resumes(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
     source = write_csv(tmp_path / "in.csv", people(10))
     output = tmp_path / "out.jsonl"
-    argv = [
-        str(source),
-        "-o",
-        str(output),
-        "--host",
-        "acc_1",
-        "--summary",
-        "Hi",
-        "--base-url",
-        base_url,
-        "--plain",
-        "--concurrency",
-        "1",
-    ]
+    argv = common(source, output, base_url, "--concurrency", "1")
     fake.inject(Fault.UNAVAILABLE)  # row 2: a 503, may exist -> unknown (and was not created)
     fake.inject(Fault.DROP_AFTER)  # row 3: created, then the connection dropped -> unknown
     status, out, _ = await run(batch_args(*argv))
@@ -210,20 +190,7 @@ async def test_failed_rows_are_sent_again_on_a_rerun(
 ) -> None:
     source = write_csv(tmp_path / "in.csv", people(3))
     output = tmp_path / "out.jsonl"
-    argv = [
-        str(source),
-        "-o",
-        str(output),
-        "--host",
-        "acc_1",
-        "--summary",
-        "Hi",
-        "--base-url",
-        base_url,
-        "--plain",
-        "--concurrency",
-        "1",
-    ]
+    argv = common(source, output, base_url, "--concurrency", "1")
     fake.faults = Faults(retry_after=0)
     fake.inject(Fault.RATE_LIMITED, times=3)  # row 2 fails three times: a 429 is never created
     await run(batch_args(*argv))
@@ -240,22 +207,7 @@ async def test_ctrl_c_then_resume_creates_each_row_exactly_once(tmp_path: Path) 
     source = write_csv(tmp_path / "in.csv", people(200))
     output = tmp_path / "out.jsonl"
     async with fake.serve() as url:
-        argv = [
-            str(source),
-            "-o",
-            str(output),
-            "--host",
-            "acc_1",
-            "--summary",
-            "Hi",
-            "--base-url",
-            url,
-            "--plain",
-            "--concurrency",
-            "10",
-            "--per-second",
-            "40",
-        ]
+        argv = common(source, output, url, "--concurrency", "10", "--per-second", "40")
         task = asyncio.ensure_future(run(batch_args(*argv)))
         while fake.received < 30:  # noqa: ASYNC110 - polling the fake's counter is the point
             await asyncio.sleep(0.01)
@@ -280,25 +232,9 @@ async def test_kill_9_then_resume_never_sends_a_row_twice(tmp_path: Path) -> Non
     output = tmp_path / "out.jsonl"
     env = {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET}
     async with fake.serve() as url:
-        argv = [
-            "-c",
-            "import sys; from cronofy_async._cli import main; sys.exit(main())",
-            "batch",
-            str(source),
-            "-o",
-            str(output),
-            "--host",
-            "acc_1",
-            "--summary",
-            "Hi",
-            "--base-url",
-            url,
-            "--plain",
-            "--concurrency",
-            "20",
-            "--per-second",
-            "1000",
-        ]
+        run_cli = "import sys; from cronofy_async._cli import main; sys.exit(main())"
+        argv = ["-c", run_cli, "batch"]
+        argv += common(source, output, url, "--concurrency", "20", "--per-second", "1000")
         first = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stderr=-3)
         while fake.received < 60:  # noqa: ASYNC110
             await asyncio.sleep(0.01)

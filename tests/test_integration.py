@@ -11,7 +11,6 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -44,14 +43,13 @@ def invite(i: int) -> NewSchedulerRequest:
 
 
 @pytest.fixture
-def fake() -> FakeCronofy:
-    return FakeCronofy(members=["acc_1"], rate_limit=None)
+def fake(loopback_fake: FakeCronofy) -> FakeCronofy:
+    return loopback_fake
 
 
 @pytest.fixture
-async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
-    async with fake.serve() as url:
-        yield url
+def base_url(loopback_url: str) -> str:
+    return loopback_url
 
 
 def connect(fake: FakeCronofy, base_url: str, **options: Any) -> AsyncSchedulerAPI:
