@@ -1,0 +1,154 @@
+"""
+One benchmark configuration, in a fresh process: N creates at C in flight through one client.
+
+Prints one JSON object: req/s, client CPU per request (process time), p50/p99 latency, errors.
+Run by ``bench/run.py``; by hand::
+
+    python -m bench.client --client cronofy --url http://127.0.0.1:8000 -c 10 -n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .fake_server import BODY, SECRET
+
+URL_PATH = "/v1/scheduler_requests"
+HEADERS = {
+    "Authorization": f"Bearer {SECRET}",
+    "Content-Type": "application/json; charset=utf-8",
+    "Accept": "application/json",
+}
+CLIENTS = ("aiohttp", "httpx", "cronofy", "cronofy-aiohttp")
+
+
+async def _make(
+    client: str, url: str, concurrency: int
+) -> tuple[Callable[[], Awaitable[Any]], Any]:
+    """A `send()` doing one create with `client`, and the object to close afterwards."""
+    if client == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+
+        async def send_aiohttp() -> Any:
+            async with session.post(url + URL_PATH, data=BODY, headers=HEADERS) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(response.status)
+                return json.loads(body)
+
+        return send_aiohttp, session
+    if client == "httpx":
+        import httpx
+
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        http = httpx.AsyncClient(limits=limits)
+
+        async def send_httpx() -> Any:
+            response = await http.post(url + URL_PATH, content=BODY, headers=HEADERS)
+            response.raise_for_status()
+            return response.json()
+
+        return send_httpx, http
+
+    from cronofy_async import (
+        AsyncSchedulerAPI,
+        Event,
+        Host,
+        NewSchedulerRequest,
+        Recipient,
+    )
+
+    options: dict[str, Any] = {}
+    if client == "cronofy-aiohttp":
+        options["http_backend"] = "aiohttp"
+    import os
+
+    if "BENCH_CAP" in os.environ:
+        options["max_in_flight"] = int(os.environ["BENCH_CAP"])
+    api = AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=None, **options)
+    request = NewSchedulerRequest(
+        host=Host(sub="acc_61815034636bd5c5ce4edd"),
+        recipients=[Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown")],
+        event=Event(summary="Driving lessons - Marty & Doc"),
+    )
+
+    async def send_cronofy() -> Any:
+        return await api.create_scheduler_request(request)
+
+    return send_cronofy, api
+
+
+async def _close(resource: Any) -> None:
+    if hasattr(resource, "aclose"):
+        await resource.aclose()
+    else:
+        await resource.close()
+
+
+async def measure(client: str, url: str, concurrency: int, requests: int) -> dict[str, Any]:
+    """Run the configuration and return its figures."""
+    send, resource = await _make(client, url, concurrency)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    remaining = requests
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            try:
+                await send()
+            except Exception as error:
+                name = type(error).__name__
+                errors[name] = errors.get(name, 0) + 1
+                continue
+            latencies.append(time.perf_counter() - start)
+
+    # Warm up: open the connections, import lazily-imported modules.
+    remaining = min(requests // 10, 200)
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    latencies.clear()
+    errors.clear()
+    remaining = requests
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    await _close(resource)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "client": client,
+        "concurrency": concurrency,
+        "requests": requests,
+        "rps": len(latencies) / wall,
+        "cpu_us": cpu / requests * 1e6,
+        "p50_ms": quantiles[49] * 1000,
+        "p99_ms": quantiles[98] * 1000,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+    }
+
+
+def main() -> None:
+    """Parse the configuration, run it, print its JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--client", choices=CLIENTS, required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("-c", "--concurrency", type=int, default=10)
+    parser.add_argument("-n", "--requests", type=int, default=2000)
+    args = parser.parse_args()
+    result = asyncio.run(measure(args.client, args.url, args.concurrency, args.requests))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""A cap on requests in flight at once, shared by an API object and its views."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterator
+
+__all__ = ["InFlightLimit"]
+
+
+class InFlightLimit:
+    """
+    At most `limit` holders at once; the others wait, first come first served.
+
+    Unlike ``asyncio.Semaphore`` it binds to no event loop: waiters' futures come from the loop
+    that is running when they wait, so an API object created outside a loop, or used from
+    pytest-asyncio's per-test loops one after another, works.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def held(self) -> int:
+        """How many holders there are now."""
+        return self._held
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Hold one place for the duration of the block."""
+        if self._held >= self.limit or self._waiters:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter  # the releaser handed its place over to us
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        else:
+            self._held += 1
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes straight to the next waiter
+                return
+        self._held -= 1
