@@ -37,3 +37,10 @@ def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package and the tests."""
     session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "cronofy_async", "tests", "bench")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png."""
+    session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.run("python", "-m", "bench.run", *session.posargs)
