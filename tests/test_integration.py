@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -52,6 +52,16 @@ def base_url(loopback_url: str) -> str:
     return loopback_url
 
 
+Backend = Literal["httpx", "aiohttp"]
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Every test that connects runs on each HTTP backend the library offers."""
+    name: Backend = request.param
+    return name
+
+
 def connect(fake: FakeCronofy, base_url: str, **options: Any) -> AsyncSchedulerAPI:
     """An API object over TCP whose retry waits run on virtual time."""
     options.setdefault("rate_limit", None)
@@ -60,10 +70,12 @@ def connect(fake: FakeCronofy, base_url: str, **options: Any) -> AsyncSchedulerA
     return api
 
 
-async def test_serve_yields_a_loopback_base_url(fake: FakeCronofy, base_url: str) -> None:
+async def test_serve_yields_a_loopback_base_url(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
     assert base_url.startswith("http://127.0.0.1:")
     assert not base_url.endswith("/")
-    async with connect(fake, base_url) as api:
+    async with connect(fake, base_url, http_backend=backend) as api:
         created = await api.create_scheduler_request(invite(0))
         view = api.impersonate("acc_1")
         await view.create_scheduler_request(invite(1))
@@ -82,6 +94,7 @@ async def test_serve_yields_a_loopback_base_url(fake: FakeCronofy, base_url: str
     ],
 )
 async def test_unsafe_faults_raise_unretried_and_say_the_invite_may_exist(
+    backend: Backend,
     fake: FakeCronofy,
     base_url: str,
     fault: Fault,
@@ -90,7 +103,7 @@ async def test_unsafe_faults_raise_unretried_and_say_the_invite_may_exist(
     created: int,
 ) -> None:
     fake.inject(fault)
-    async with connect(fake, base_url) as api:
+    async with connect(fake, base_url, http_backend=backend) as api:
         with pytest.raises(error) as info:
             await api.create_scheduler_request(invite(0))
         # The pool is still usable after a dropped connection.
@@ -103,10 +116,10 @@ async def test_unsafe_faults_raise_unretried_and_say_the_invite_may_exist(
 
 
 async def test_a_slow_answer_trips_the_read_timeout_over_tcp(
-    fake: FakeCronofy, base_url: str
+    backend: Backend, fake: FakeCronofy, base_url: str
 ) -> None:
     fake.faults = Faults(slow=1.0, slow_seconds=0.5)
-    async with connect(fake, base_url, timeout=0.1) as api:
+    async with connect(fake, base_url, http_backend=backend, timeout=0.1) as api:
         with pytest.raises(APITimeoutError) as info:
             await api.create_scheduler_request(invite(0))
     assert info.value.outcome_unknown is True
@@ -115,19 +128,23 @@ async def test_a_slow_answer_trips_the_read_timeout_over_tcp(
     fake.faults = Faults()
 
 
-async def test_a_429_is_retried_and_created_once(fake: FakeCronofy, base_url: str) -> None:
+async def test_a_429_is_retried_and_created_once(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
     fake.inject(Fault.RATE_LIMITED, times=2)
-    async with connect(fake, base_url) as api:
+    async with connect(fake, base_url, http_backend=backend) as api:
         await api.create_scheduler_request(invite(0))
     assert fake.received == 3
     assert fake.created_count == 1
 
 
-async def test_connection_refused_is_retried_then_reported_unsent() -> None:
+async def test_connection_refused_is_retried_then_reported_unsent(backend: Backend) -> None:
     sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    api = AsyncSchedulerAPI("sk_x", base_url=f"http://127.0.0.1:{port}", rate_limit=None)
+    api = AsyncSchedulerAPI(
+        "sk_x", base_url=f"http://127.0.0.1:{port}", rate_limit=None, http_backend=backend
+    )
     clock = use_clock(api, FakeClock())
     async with api:
         with pytest.raises(APIConnectionError) as info:
@@ -137,15 +154,21 @@ async def test_connection_refused_is_retried_then_reported_unsent() -> None:
     assert len(clock.sleeps) == 2
 
 
-async def test_opting_in_to_unsafe_retries_can_duplicate(fake: FakeCronofy, base_url: str) -> None:
+async def test_opting_in_to_unsafe_retries_can_duplicate(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
     # The documented risk, shown: a drop after processing, retried, creates the invite twice.
     fake.inject(Fault.DROP_AFTER)
-    async with connect(fake, base_url, retry=RetryPolicy(retry_unsafe=True)) as api:
+    async with connect(
+        fake, base_url, http_backend=backend, retry=RetryPolicy(retry_unsafe=True)
+    ) as api:
         await api.create_scheduler_request(invite(0))
     assert len(fake.duplicates()) == 1
 
 
-async def test_a_fault_storm_creates_nothing_twice(fake: FakeCronofy, base_url: str) -> None:
+async def test_a_fault_storm_creates_nothing_twice(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
     fake.faults = Faults(
         seed=5,
         rate_limited=0.1,
@@ -156,7 +179,7 @@ async def test_a_fault_storm_creates_nothing_twice(fake: FakeCronofy, base_url: 
         retry_after=0,
     )
     outcomes: dict[str, APIError | None] = {}
-    async with connect(fake, base_url) as api:
+    async with connect(fake, base_url, http_backend=backend) as api:
 
         async def create(i: int) -> None:
             try:
@@ -207,8 +230,10 @@ async def test_default_pacing_against_a_server_counting_arrivals() -> None:
     assert elapsed >= 2 * 1.05
 
 
-async def test_the_fake_serves_its_body_as_json(fake: FakeCronofy, base_url: str) -> None:
-    async with connect(fake, base_url) as api:
+async def test_the_fake_serves_its_body_as_json(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
+    async with connect(fake, base_url, http_backend=backend) as api:
         response = await api.http_client.post(
             f"{base_url}/v1/scheduler_requests",
             content=json.dumps({"recipients": []}),
