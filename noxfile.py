@@ -36,7 +36,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package and the tests."""
     session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
-    session.run("mypy", "--strict", "cronofy_async", "tests", "bench")
+    session.run("mypy", "--strict", "cronofy_async", "tests", "bench", "examples")
 
 
 @nox.session

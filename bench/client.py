@@ -69,10 +69,6 @@ async def _make(
     options: dict[str, Any] = {}
     if client == "cronofy-aiohttp":
         options["http_backend"] = "aiohttp"
-    import os
-
-    if "BENCH_CAP" in os.environ:
-        options["max_in_flight"] = int(os.environ["BENCH_CAP"])
     api = AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=None, **options)
     request = NewSchedulerRequest(
         host=Host(sub="acc_61815034636bd5c5ce4edd"),

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import time
+from typing import Literal
 
 from cronofy_async import AsyncSchedulerAPI, Event, Host, NewSchedulerRequest, RateLimit, Recipient
 
@@ -29,9 +30,16 @@ def invite(i: int) -> NewSchedulerRequest:
     )
 
 
-async def run(url: str, creates: int, rate_limit: RateLimit | None) -> tuple[float, int, int]:
+Backend = Literal["httpx", "aiohttp"]
+
+
+async def run(
+    url: str, creates: int, rate_limit: RateLimit | None, backend: Backend
+) -> tuple[float, int, int]:
     """Create `creates` requests; return (seconds, 429s seen, errors)."""
-    async with AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=rate_limit) as api:
+    async with AsyncSchedulerAPI(
+        SECRET, base_url=url, rate_limit=rate_limit, http_backend=backend
+    ) as api:
         results = []
         start = time.monotonic()
         async with api.iter_create_scheduler_requests(
@@ -50,6 +58,7 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=1000)
     parser.add_argument("--per-second", type=int, default=100)
     parser.add_argument("--per-minute", type=int, default=3000)
+    parser.add_argument("--backend", choices=("httpx", "aiohttp"), default="httpx")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     server_core = cores[-1] if len(cores) > 1 else None
@@ -64,14 +73,15 @@ def main() -> None:
     ):
         process, url = start_fake(server_core, limits)
         try:
-            elapsed, retried, errors = asyncio.run(run(url, args.creates, rate_limit))
+            elapsed, retried, errors = asyncio.run(run(url, args.creates, rate_limit, args.backend))
         finally:
             process.terminate()
             process.wait()
         # The first window is a free burst; the steady rate is what the limit bounds.
         steady = (args.creates - args.per_second) / elapsed
         print(
-            f"{label}: {args.creates} creates in {elapsed:.2f} s, steady {steady:.1f}/s = "
+            f"{args.backend} {label}: {args.creates} creates in {elapsed:.2f} s, "
+            f"steady {steady:.1f}/s = "
             f"{steady / bound:.3f} of the {bound:g}/s limit, 429s retried {retried}, "
             f"errors {errors}"
         )

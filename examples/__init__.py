@@ -1,0 +1,1 @@
+"""Runnable examples; the test suite executes each against FakeCronofy."""
