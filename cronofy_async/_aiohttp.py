@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 import httpx
 
 __all__ = ["AiohttpTransport"]
+
+RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 # Headers aiohttp writes itself, from the URL and the body.
 _SKIP = frozenset({b"host", b"content-length", b"transfer-encoding"})
@@ -105,34 +107,69 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return cached
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` and return the whole response."""
+    async def send_raw(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        client_timeout: aiohttp.ClientTimeout,
+        request: Callable[[], httpx.Request],
+    ) -> tuple[int, str, RawHeaders, bytes]:
+        """
+        Send and return ``(status, reason, raw headers, body)``: the fast path's whole need.
+
+        `request` makes the ``httpx.Request`` only if a failure must be reported with one.
+        """
         session = self._session_here()
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=client_timeout,
+            ) as response:
+                content = await response.read()
+                return response.status, response.reason or "", response.raw_headers, content
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _map_error(error, request()) from error
+
+    @staticmethod
+    def response(
+        status: int, reason: str, raw: RawHeaders, content: bytes, request: httpx.Request
+    ) -> httpx.Response:
+        """The ``httpx.Response`` for what `send_raw` returned (for errors and the client)."""
+        response = httpx.Response(
+            status,
+            headers=[(k, v) for k, v in raw if k.lower() != b"content-length"],
+            content=content,
+            extensions={"reason_phrase": reason.encode(), "http_version": b"HTTP/1.1"},
+        )
+        response.request = request
+        return response
+
+    def timeout(self, timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        """Aiohttp's timeout for httpx's per-phase timeouts (cached)."""
+        return self._timeout(timeouts)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` and return the whole response (the ``httpx.AsyncClient`` path)."""
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
             if name.lower() not in _SKIP
         ]
-        timeout = self._timeout(request.extensions.get("timeout", {}))
-        try:
-            async with session.request(
-                request.method,
-                str(request.url),
-                headers=headers,
-                data=request.content,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                content = await response.read()
-                status, reason, raw = response.status, response.reason, response.raw_headers
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise _map_error(error, request) from error
-        return httpx.Response(
-            status,
-            headers=[(k, v) for k, v in raw if k.lower() != b"content-length"],
-            content=content,
-            extensions={"reason_phrase": (reason or "").encode(), "http_version": b"HTTP/1.1"},
+        status, reason, raw, content = await self.send_raw(
+            request.method,
+            str(request.url),
+            headers,
+            request.content,
+            self._timeout(request.extensions.get("timeout", {})),
+            lambda: request,
         )
+        return self.response(status, reason, raw, content, request)
 
     async def aclose(self) -> None:
         """Close the session and its connections."""

@@ -6,9 +6,9 @@ import os
 import random
 import re
 import urllib.request
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 import attrs
 import httpx
@@ -22,7 +22,12 @@ from ._models import SchedulerRequest
 from ._payload import NewSchedulerRequest, check_impersonation_sub
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
 from ._request import CREATE_PATH, create_headers, create_url, encode_create_body
-from ._response import error_from_exception, parse_create_response
+from ._response import (
+    error_from_exception,
+    error_from_response,
+    parse_create_response,
+    parse_created,
+)
 from ._retry import NO_RETRY, RetryPolicy, run_with_retries
 from ._secret import ClientSecret
 
@@ -125,6 +130,26 @@ async def _send_direct(
     return response
 
 
+class _RawSender(Protocol):
+    """The fast path's transport (the aiohttp one): raw parts in, raw parts out."""
+
+    async def send_raw(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        client_timeout: Any,
+        request: Callable[[], httpx.Request],
+    ) -> tuple[int, str, Any, bytes]: ...
+
+    def response(
+        self, status: int, reason: str, raw: Any, content: bytes, request: httpx.Request
+    ) -> httpx.Response: ...
+
+    def timeout(self, timeouts: Mapping[str, float | None]) -> Any: ...
+
+
 @attrs.define(kw_only=True)
 class _Shared:
     """
@@ -143,6 +168,8 @@ class _Shared:
     in_flight: InFlightLimit
     direct: httpx.AsyncBaseTransport | None = None
     """The transport to send through directly, skipping the client's machinery, if safe."""
+    fast: _RawSender | None = None
+    """The aiohttp transport, when it is the backend: sent to with raw parts."""
     clock: Clock = attrs.field(factory=SystemClock)
     gate: PauseGate = attrs.field(
         default=attrs.Factory(lambda self: PauseGate(self.clock), takes_self=True)
@@ -203,8 +230,10 @@ class AsyncSchedulerAPI:
         "_headers",
         "_impersonate",
         "_is_root",
+        "_raw_headers",
         "_shared",
         "_url",
+        "_url_text",
     )
 
     _shared: _Shared
@@ -213,6 +242,8 @@ class AsyncSchedulerAPI:
     _impersonate: str | None
     _headers: httpx.Headers
     _url: httpx.URL
+    _url_text: str
+    _raw_headers: list[tuple[str, str]]
     _closed: bool
     _is_root: bool
 
@@ -278,6 +309,7 @@ class AsyncSchedulerAPI:
             limiter=limiter,
             in_flight=InFlightLimit(max_in_flight),
             direct=direct,
+            fast=direct if hasattr(direct, "send_raw") else None,  # type: ignore[arg-type]
             clock=clock,
         )
         self._setup(shared, center, url, impersonate=None, root=True)
@@ -298,6 +330,8 @@ class AsyncSchedulerAPI:
         # Built once per view: parsing a URL and normalising headers cost ~100 us a request.
         self._headers = httpx.Headers(create_headers(shared.secret, impersonate=impersonate))
         self._url = httpx.URL(create_url(base_url))
+        self._url_text = str(self._url)
+        self._raw_headers = list(self._headers.items())
         self._closed = False
         self._is_root = root
 
@@ -418,6 +452,17 @@ class AsyncSchedulerAPI:
         self._check_open()
         body = encode_create_body(request, impersonating=self._impersonate is not None)
         shared = self._shared
+        if shared.fast is not None:
+            return await run_with_retries(
+                self._fast_attempt(shared.fast, body),
+                policy=shared.retry,
+                limiter=shared.limiter,
+                gate=shared.gate,
+                clock=shared.clock,
+                rng=shared.rng,
+                what=f"POST {CREATE_PATH}",
+                on_send=on_send,
+            )
         url = self._url
         direct = shared.direct
         if direct is not None:
@@ -450,6 +495,39 @@ class AsyncSchedulerAPI:
             what=f"POST {CREATE_PATH}",
             on_send=on_send,
         )
+
+    def _fast_attempt(
+        self, fast: _RawSender, body: bytes
+    ) -> Callable[[], Awaitable[SchedulerRequest]]:
+        """One send on the fast path: no httpx Request or Response unless there is an error."""
+        shared = self._shared
+        url, url_text = self._url, self._url_text
+        headers, raw_headers = self._headers, self._raw_headers
+        client_timeout = fast.timeout(shared.timeout.as_dict())
+
+        def request() -> httpx.Request:
+            return httpx.Request(
+                "POST", url, content=body, headers=headers, extensions=shared.extensions
+            )
+
+        async def attempt() -> SchedulerRequest:
+            try:
+                async with shared.in_flight.hold():
+                    status, reason, raw, content = await fast.send_raw(
+                        "POST", url_text, raw_headers, body, client_timeout, request
+                    )
+            except httpx.TransportError as exc:
+                raise error_from_exception(exc, exc.request) from exc
+            if 200 <= status < 300:
+                return parse_created(
+                    content,
+                    lambda: fast.response(status, reason, raw, content, request()),
+                    secret=shared.secret,
+                )
+            response = fast.response(status, reason, raw, content, request())
+            raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
+
+        return attempt
 
     def iter_create_scheduler_requests(
         self,

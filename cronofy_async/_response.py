@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import cattrs
@@ -40,6 +40,7 @@ __all__ = [
     "error_from_response",
     "excerpt",
     "parse_create_response",
+    "parse_created",
     "parse_retry_after",
 ]
 
@@ -175,13 +176,29 @@ def parse_create_response(
     """The created request from a create's response, or the typed error it amounts to."""
     if not response.is_success:
         raise error_from_response(response, secret=secret, now=now)
-    body = _json_or_none(response.content)
+    return parse_created(response.content, lambda: response, secret=secret)
+
+
+def parse_created(
+    content: bytes,
+    response: Callable[[], httpx.Response],
+    *,
+    secret: ClientSecret | None = None,
+) -> SchedulerRequest:
+    """
+    The created request from a 2xx body.
+
+    `response` makes the ``httpx.Response`` only if the body is malformed and an error must
+    carry it: the fast path never builds one for a success.
+    """
+    body = _json_or_none(content)
 
     def malformed(problem: str) -> ResponseFormatError:
+        whole = response()
         return ResponseFormatError(
-            f"Cronofy answered {_status_text(response)} but {problem}; the request was probably "
-            f"processed. Body: {excerpt(response.content, secret)}",
-            response=response,
+            f"Cronofy answered {_status_text(whole)} but {problem}; the request was probably "
+            f"processed. Body: {excerpt(content, secret)}",
+            response=whole,
             outcome_unknown=True,
         )
 
