@@ -77,8 +77,9 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait()
-        # The first window is a free burst; the steady rate is what the limit bounds.
-        steady = (args.creates - args.per_second) / elapsed
+        # Paced (smoothly), every request counts toward the rate; unpaced, the server's first
+        # window is a free burst, and the steady rate is what comes after it.
+        steady = (args.creates - (1 if rate_limit else args.per_second)) / elapsed
         print(
             f"{args.backend} {label}: {args.creates} creates in {elapsed:.2f} s, "
             f"steady {steady:.1f}/s = "

@@ -218,7 +218,9 @@ async def test_cancelling_mid_batch_accounts_for_every_item_and_leaks_nothing() 
     fake = FakeCronofy(members=["acc_1"], rate_limit=None, faults=Faults(latency=0.5))
     async with fake.serve() as url:
         api = AsyncSchedulerAPI(
-            fake.secret, base_url=url, rate_limit=RateLimit(per_second=5, per_minute=None)
+            fake.secret,
+            base_url=url,
+            rate_limit=RateLimit(per_second=5, per_minute=None, burst=True),
         )
         stream = api.iter_create_scheduler_requests(invites(100), concurrency=10)
         seen: list[BatchResult] = []

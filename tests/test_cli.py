@@ -41,7 +41,7 @@ def batch_args(*argv: str) -> argparse.Namespace:
 def common(source: Path, output: Path, base_url: str, *more: str) -> list[str]:
     """The options these tests share: one host, one summary, the fake's URL, plain output."""
     options = ["-o", str(output), "--host", "acc_1", "--summary", "Hi", "--base-url", base_url]
-    return [str(source), *options, "--plain", *more]
+    return [str(source), *options, "--plain", "--no-pacing", *more]
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -86,8 +86,7 @@ async def test_a_csv_end_to_end(fake: FakeCronofy, base_url: str, tmp_path: Path
             "Hi",
             "--base-url",
             base_url,
-            "--per-second",
-            "1000",
+            "--no-pacing",
             "--plain",
         )
     )
@@ -145,6 +144,7 @@ async def test_jsonl_with_per_row_hosts(fake: FakeCronofy, base_url: str, tmp_pa
             "--base-url",
             base_url,
             "--plain",
+            "--no-pacing",
         )
     )
     assert status == 0
@@ -286,6 +286,7 @@ async def test_secret_from_a_file(fake: FakeCronofy, base_url: str, tmp_path: Pa
             "--client-secret-file",
             str(secret_file),
             "--plain",
+            "--no-pacing",
         ),
         out=io.StringIO(),
         err=io.StringIO(),

@@ -29,6 +29,7 @@ async def served(fake: FakeCronofy, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
         yield url
 
 
+@pytest.mark.real_time  # the example's default pacing: a few 21 ms waits
 async def test_the_web_app(fake: FakeCronofy, served: str) -> None:
     app = web_app.InviteApp()
     inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
@@ -88,6 +89,7 @@ async def test_the_chat_bot_says_when_an_invite_may_exist(fake: FakeCronofy) -> 
     assert answer.startswith("I'm not sure the invite went out")
 
 
+@pytest.mark.real_time  # the example's default pacing: 25 requests, 21 ms apart
 async def test_the_batch_script(
     fake: FakeCronofy, served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

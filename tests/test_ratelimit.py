@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import random
 from typing import Any
 
@@ -34,10 +35,11 @@ def most_in_any_window(times: list[float], seconds: float) -> int:
     return max(bisect.bisect_left(ordered, t + seconds) - i for i, t in enumerate(ordered))
 
 
-def test_a_burst_never_breaks_either_limit_and_runs_at_the_minute_rate() -> None:
-    limiter = SlidingWindowLimiter(RateLimit())
+@pytest.mark.parametrize("burst", [False, True])
+def test_a_burst_never_breaks_either_limit_and_runs_at_the_minute_rate(burst: bool) -> None:
+    limiter = SlidingWindowLimiter(RateLimit(burst=burst))
     times = [limiter.reserve(0.0) for _ in range(5000)]
-    assert most_in_any_window(times, 1.0) == 50
+    assert most_in_any_window(times, 1.0) == (50 if burst else 48)
     assert most_in_any_window(times, 60.0) == 500
     # Long-run rate: 5000 requests, the binding limit 500/min.
     rate_per_minute = (len(times) - 500) / (times[-1] - times[0]) * 60
@@ -45,11 +47,12 @@ def test_a_burst_never_breaks_either_limit_and_runs_at_the_minute_rate() -> None
     assert rate_per_minute <= 500
 
 
-def test_the_per_second_limit_alone_runs_at_95_percent_of_it() -> None:
-    limiter = SlidingWindowLimiter(RateLimit(per_second=50, per_minute=None))
+@pytest.mark.parametrize("burst", [False, True])
+def test_the_per_second_limit_alone_runs_at_95_percent_of_it(burst: bool) -> None:
+    limiter = SlidingWindowLimiter(RateLimit(per_second=50, per_minute=None, burst=burst))
     times = [limiter.reserve(0.0) for _ in range(10_000)]
-    assert most_in_any_window(times, 1.0) == 50
-    rate = (len(times) - 50) / (times[-1] - times[0])
+    assert most_in_any_window(times, 1.0) == (50 if burst else 48)
+    rate = (len(times) - (50 if burst else 1)) / (times[-1] - times[0])
     assert 0.95 * 50 <= rate <= 50
 
 
@@ -76,14 +79,28 @@ def test_requests_arriving_at_random_never_break_a_window() -> None:
 
 
 def test_an_idle_limiter_admits_at_once() -> None:
-    limiter = SlidingWindowLimiter(RateLimit(per_second=2, per_minute=None))
+    limiter = SlidingWindowLimiter(RateLimit(per_second=2, per_minute=None, burst=True))
     assert [limiter.reserve(t) for t in (0.0, 0.1, 0.2)] == [0.0, 0.1, 1.05]
     assert limiter.reserve(100.0) == 100.0
 
 
+def test_smooth_pacing_spaces_requests_by_the_tightest_window() -> None:
+    # 50 per 1.05 s and 500 per 60.05 s: no two requests closer than 21 ms, and the minute's
+    # 500 still kept by its log (the 501st waits for the first to leave the minute).
+    limiter = SlidingWindowLimiter(RateLimit())
+    times = [limiter.reserve(0.0) for _ in range(501)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) == pytest.approx(1.05 / 50)
+    assert times[499] == pytest.approx(499 * 1.05 / 50)
+    assert times[500] == pytest.approx(60.05)
+    assert limiter.reserve(200.0) == 200.0  # idle again: at once
+
+
 async def test_concurrent_waiters_each_sleep_once_until_their_turn() -> None:
     clock = FakeClock(start=0.0)
-    limiter = SlidingWindowLimiter(RateLimit(per_second=5, per_minute=None), clock=clock)
+    limiter = SlidingWindowLimiter(
+        RateLimit(per_second=5, per_minute=None, burst=True), clock=clock
+    )
     await asyncio.gather(*(limiter.acquire() for _ in range(12)))
     # 5 admitted at once, 5 more after 1.05 s, the last 2 after 2.1 s: one sleep each.
     assert sorted(clock.sleeps) == [1.05] * 5 + [2.1] * 2
@@ -199,5 +216,5 @@ def test_rate_limit_must_be_a_rate_limit_or_a_limiter() -> None:
 def test_reprs() -> None:
     limiter = SlidingWindowLimiter(RateLimit())
     assert repr(limiter) == (
-        "SlidingWindowLimiter(RateLimit(per_second=50, per_minute=500, margin=0.05))"
+        "SlidingWindowLimiter(RateLimit(per_second=50, per_minute=500, margin=0.05, burst=False))"
     )

@@ -64,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-second", type=int, default=50, help="pace: requests per second")
     parser.add_argument("--per-minute", type=int, default=500, help="pace: requests per minute")
     parser.add_argument(
+        "--no-pacing",
+        action="store_true",
+        help="do not pace (a fake server, or a proxy that paces for you); 429s are still retried",
+    )
+    parser.add_argument(
         "--resend-unknown",
         action="store_true",
         help="send again rows whose outcome is unknown (they may exist: risks a second invite)",
@@ -192,7 +197,9 @@ async def run_batch(
             secret,
             data_center=args.data_center,
             base_url=args.base_url,
-            rate_limit=RateLimit(per_second=args.per_second, per_minute=args.per_minute),
+            rate_limit=None
+            if args.no_pacing
+            else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
         )
     except (CronofyError, ValueError, OSError) as exc:
         err.write(f"cronofy-async batch: {exc}\n")

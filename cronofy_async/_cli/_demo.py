@@ -72,6 +72,7 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
                 concurrency=20,
                 per_second=50,
                 per_minute=500,
+                no_pacing=False,
                 resend_unknown=False,
                 client_secret_file=None,
                 plain=args.plain,
