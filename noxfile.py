@@ -34,9 +34,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Run mypy --strict on the package and the tests."""
+    """Run mypy --strict on everything, and pyright (basic) on the package."""
     session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", "--strict", "cronofy_async", "tests", "bench", "examples")
+    session.run("pyright")
 
 
 @nox.session

@@ -14,12 +14,15 @@ class Clock(Protocol):
 
     def monotonic(self) -> float:
         """Seconds on a clock that never jumps, for waits and windows."""
+        ...
 
     def wall(self) -> float:
         """Unix time, for ``Retry-After`` HTTP dates."""
+        ...
 
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds`."""
+        ...
 
 
 class SystemClock:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,8 @@ from .._ratelimit import RateLimit
 from ._progress import Progress, make_progress
 from ._results import SENDING, ResultsFile, load_states
 from ._rows import Defaults, Row, RowError, check_header, count_rows, read_rows
+from ._streams import stderr as _stderr
+from ._streams import stdout as _stdout
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "add_arguments"]
 
@@ -185,8 +186,8 @@ async def run_batch(
     err: IO[str] | None = None,
 ) -> int:
     """Run the batch command; returns the exit status."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = out if out is not None else _stdout()
+    err = err if err is not None else _stderr()
     if not args.input.is_file():
         err.write(f"cronofy-async batch: {args.input}: no such file\n")
         return EXIT_USAGE

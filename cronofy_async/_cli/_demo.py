@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import IO
 
 from ._batch_command import run_batch
+from ._streams import stdout as _stdout
 
 __all__ = ["add_arguments", "run_demo"]
 
@@ -42,7 +42,7 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     """Serve a fake Cronofy, write a sample input, and run the real batch command on it."""
     from ..testing import FakeCronofy, Faults
 
-    out = out or sys.stdout
+    out = out if out is not None else _stdout()
     with tempfile.TemporaryDirectory(prefix="cronofy-demo-") as temporary:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)

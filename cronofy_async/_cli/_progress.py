@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from typing import IO, Any, Protocol
+
+from ._streams import stderr
 
 __all__ = ["Progress", "make_progress"]
 
@@ -124,7 +125,7 @@ def rich_available() -> bool:
 
 def make_progress(stream: IO[str] | None = None, *, plain: bool = False) -> Progress:
     """A live bar on a terminal with rich installed, plain lines on `stream` otherwise."""
-    stream = stream or sys.stderr
+    stream = stream if stream is not None else stderr()
     if not plain and stream.isatty() and rich_available():
         return RichProgress()
     return PlainProgress(stream)

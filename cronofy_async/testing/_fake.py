@@ -349,7 +349,7 @@ class FakeCronofy:
         except ValueError:
             data = None
         errors = self._validate(data, impersonated=impersonated)
-        if errors:
+        if errors or not isinstance(data, dict):
             return self._done("422", 422, {"errors": errors})
 
         entry = self._create(data, secret=secret, impersonated=impersonated)
