@@ -1,11 +1,11 @@
-"""Development tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Development tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
 
 from __future__ import annotations
 
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -45,3 +45,10 @@ def bench(session: nox.Session) -> None:
     """Run the benchmark suite; writes docs/benchmarks.md and docs/benchmarks.png."""
     session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "bench"))
     session.run("python", "-m", "bench.run", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; any warning (a broken link or reference) fails it."""
+    session.install("-e", ".[cli]", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
