@@ -453,25 +453,31 @@ class AsyncSchedulerAPI:
         body = encode_create_body(request, impersonating=self._impersonate is not None)
         shared = self._shared
         if shared.fast is not None:
-            return await run_with_retries(
-                self._fast_attempt(shared.fast, body),
-                policy=shared.retry,
-                limiter=shared.limiter,
-                gate=shared.gate,
-                clock=shared.clock,
-                rng=shared.rng,
-                what=f"POST {CREATE_PATH}",
-                on_send=on_send,
-            )
-        url = self._url
+            attempt = self._fast_attempt(shared.fast, body)
+        else:
+            attempt = self._httpx_attempt(body)
+        return await run_with_retries(
+            attempt,
+            policy=shared.retry,
+            limiter=shared.limiter,
+            gate=shared.gate,
+            clock=shared.clock,
+            rng=shared.rng,
+            what=f"POST {CREATE_PATH}",
+            on_send=on_send,
+        )
+
+    def _httpx_attempt(self, body: bytes) -> Callable[[], Awaitable[SchedulerRequest]]:
+        """One send through httpx: straight to the transport on our own client, else routed."""
+        shared = self._shared
         direct = shared.direct
         if direct is not None:
             http_request = httpx.Request(
-                "POST", url, content=body, headers=self._headers, extensions=shared.extensions
+                "POST", self._url, content=body, headers=self._headers, extensions=shared.extensions
             )
         else:
             http_request = shared.http.build_request(
-                "POST", url, content=body, headers=self._headers, timeout=shared.timeout
+                "POST", self._url, content=body, headers=self._headers, timeout=shared.timeout
             )
 
         async def attempt() -> SchedulerRequest:
@@ -485,16 +491,7 @@ class AsyncSchedulerAPI:
                 raise error_from_exception(exc, http_request) from exc
             return parse_create_response(response, secret=shared.secret, now=shared.clock.wall())
 
-        return await run_with_retries(
-            attempt,
-            policy=shared.retry,
-            limiter=shared.limiter,
-            gate=shared.gate,
-            clock=shared.clock,
-            rng=shared.rng,
-            what=f"POST {CREATE_PATH}",
-            on_send=on_send,
-        )
+        return attempt
 
     def _fast_attempt(
         self, fast: _RawSender, body: bytes
