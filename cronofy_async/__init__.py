@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
+from ._public import publish
 from ._ratelimit import Limiter, RateLimit
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -75,8 +76,6 @@ __all__ = [
 ]
 
 # Let tracebacks and reprs name the public module, as httpx does.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("cronofy_async._"):
-        _obj.__module__ = __name__
-del _name, _obj
+
+# Let tracebacks and reprs name the public module, as httpx does.
+publish(globals(), __all__, __name__)

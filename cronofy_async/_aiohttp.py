@@ -93,7 +93,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if close is not None:
             close()
 
-    def _timeout(self, timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    def timeout(self, timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        """The aiohttp timeout for httpx's per-phase timeouts (cached)."""
         key = tuple(sorted(timeouts.items()))
         cached = self._timeouts.get(key)
         if cached is None:
@@ -150,10 +151,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         response.request = request
         return response
 
-    def timeout(self, timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
-        """Aiohttp's timeout for httpx's per-phase timeouts (cached)."""
-        return self._timeout(timeouts)
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return the whole response (the ``httpx.AsyncClient`` path)."""
         headers = [
@@ -166,7 +163,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             str(request.url),
             headers,
             request.content,
-            self._timeout(request.extensions.get("timeout", {})),
+            self.timeout(request.extensions.get("timeout", {})),
             lambda: request,
         )
         return self.response(status, reason, raw, content, request)

@@ -92,9 +92,12 @@ def _make_limiter(rate_limit: RateLimit | Limiter | None, clock: Clock) -> Limit
 
 def _own_client(
     timeout: httpx.Timeout, max_in_flight: int, backend: str
-) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport | None]:
+) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport | None, _RawSender | None]:
     """
-    The library's own client, and the transport to send through directly when that is safe.
+    The library's own client, and how to send past its machinery when that is safe.
+
+    Returns the client, the transport to send through directly, and the aiohttp fast path's
+    raw sender (``None`` where they do not apply).
 
     Auth flow, cookies, redirects and hooks add nothing for this API on a client of ours, and
     cost about a quarter of a create's CPU. But httpx reads proxies from the environment only
@@ -109,12 +112,12 @@ def _own_client(
                 "http_backend='aiohttp' needs aiohttp: pip install 'cronofy-async[aiohttp]'"
             ) from None
         fast = AiohttpTransport(limit=max_in_flight)
-        return httpx.AsyncClient(timeout=timeout, transport=fast), fast
+        return httpx.AsyncClient(timeout=timeout, transport=fast), fast, fast
     pool = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     if urllib.request.getproxies():
-        return httpx.AsyncClient(timeout=timeout, limits=pool), None
+        return httpx.AsyncClient(timeout=timeout, limits=pool), None, None
     transport = httpx.AsyncHTTPTransport(limits=pool)
-    return httpx.AsyncClient(timeout=timeout, transport=transport), transport
+    return httpx.AsyncClient(timeout=timeout, transport=transport), transport, None
 
 
 async def _send_direct(
@@ -292,10 +295,10 @@ class AsyncSchedulerAPI:
                 "configure that client's transport yourself"
             )
         if http_client is None:
-            http, direct = _own_client(checked_timeout, max_in_flight, http_backend)
+            http, direct, fast = _own_client(checked_timeout, max_in_flight, http_backend)
             owns = True
         elif isinstance(http_client, httpx.AsyncClient):
-            http, owns, direct = http_client, False, None
+            http, owns, direct, fast = http_client, False, None, None
         else:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
@@ -309,7 +312,7 @@ class AsyncSchedulerAPI:
             limiter=limiter,
             in_flight=InFlightLimit(max_in_flight),
             direct=direct,
-            fast=direct if hasattr(direct, "send_raw") else None,  # type: ignore[arg-type]
+            fast=fast,
             clock=clock,
         )
         self._setup(shared, center, url, impersonate=None, root=True)

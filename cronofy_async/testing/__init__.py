@@ -8,6 +8,7 @@ Serving it over TCP (``fake.serve()``, the ``fake-server`` command) needs the ``
 extra: ``pip install 'cronofy-async[testing]'``.
 """
 
+from .._public import publish
 from ._fake import DEFAULT_SECRET, CreatedRequest, FakeCronofy, InProcessTransport
 from ._faults import Fault, Faults
 
@@ -20,8 +21,4 @@ __all__ = [
     "InProcessTransport",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("cronofy_async.testing._"):
-        _obj.__module__ = __name__
-del _name, _obj
+publish(globals(), __all__, __name__)
