@@ -113,7 +113,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         method: str,
         url: str,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: bytes | None,
         client_timeout: aiohttp.ClientTimeout,
         request: Callable[[], httpx.Request],
     ) -> tuple[int, str, RawHeaders, bytes]:
@@ -162,7 +162,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request.method,
             str(request.url),
             headers,
-            request.content,
+            request.content or None,
             self.timeout(request.extensions.get("timeout", {})),
             lambda: request,
         )

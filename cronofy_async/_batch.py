@@ -22,7 +22,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
 import attrs
 
@@ -36,10 +36,14 @@ from ._errors import (
     PermissionDeniedError,
 )
 from ._models import SchedulerRequest
-from ._payload import NewSchedulerRequest
 
 if TYPE_CHECKING:
     from ._client import AsyncSchedulerAPI
+
+Q = TypeVar("Q")
+"""The kind of item a batch creates from (`NewSchedulerRequest`, `NewSchedulingRequest`)."""
+M = TypeVar("M")
+"""The kind of model a created item gives (`SchedulerRequest`, `SchedulingRequest`)."""
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -47,6 +51,8 @@ __all__ = [
     "BatchResult",
     "BatchStream",
     "Outcome",
+    "Send",
+    "collect",
     "outcome_of",
 ]
 
@@ -68,7 +74,7 @@ class Outcome(enum.StrEnum):
     """What became of one item of a batch."""
 
     CREATED = "created"
-    """The scheduler request was created; `BatchResult.scheduler_request` has it."""
+    """The request was created; `BatchResult.created` has it."""
     FAILED = "failed"
     """It was not created (refused, or it provably never reached Cronofy)."""
     UNKNOWN = "unknown"
@@ -78,28 +84,40 @@ class Outcome(enum.StrEnum):
 
 
 @attrs.frozen(kw_only=True)
-class BatchResult:
-    """The outcome of one item of a batch."""
+class BatchResult(Generic[Q, M]):
+    """
+    The outcome of one item of a batch.
+
+    ::
+
+        if result.outcome is Outcome.CREATED:
+            print(result.index, result.created.select_url)
+    """
 
     index: int
     """The item's position in the input, from 0."""
-    request: NewSchedulerRequest
+    request: Q
     """The item itself."""
     outcome: Outcome
     """What became of it."""
-    scheduler_request: SchedulerRequest | None = None
-    """The created request, when `outcome` is `Outcome.CREATED`."""
+    created: M | None = None
+    """The created request (a `SchedulerRequest` or `SchedulingRequest`) when `CREATED`."""
     error: BaseException | None = None
     """Why it was not created, otherwise."""
     attempts: int = 0
     """How many times it was sent."""
 
+    @property
+    def scheduler_request(self) -> SchedulerRequest | None:
+        """The created `SchedulerRequest`, for a batch of scheduler requests (else ``None``)."""
+        return self.created if isinstance(self.created, SchedulerRequest) else None
+
 
 @attrs.frozen(kw_only=True)
-class BatchReport:
+class BatchReport(Generic[Q, M]):
     """Every item's `BatchResult`, in input order, with counts per outcome."""
 
-    results: tuple[BatchResult, ...]
+    results: tuple[BatchResult[Q, M], ...]
     """One result per input item, in input order."""
 
     @property
@@ -113,7 +131,7 @@ class BatchReport:
         """Whether every item was created."""
         return all(result.outcome is Outcome.CREATED for result in self.results)
 
-    def with_outcome(self, outcome: Outcome) -> list[BatchResult]:
+    def with_outcome(self, outcome: Outcome) -> list[BatchResult[Q, M]]:
         """The results with `outcome`, in input order."""
         return [result for result in self.results if result.outcome is outcome]
 
@@ -152,19 +170,23 @@ async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any
 
 
 @attrs.define
-class _Item:
+class _Item(Generic[Q, M]):
     index: int
-    request: NewSchedulerRequest
+    request: Q
     sent: int = 0
 
     def on_send(self) -> None:
         self.sent += 1
 
-    def result(self, outcome: Outcome, **fields: Any) -> BatchResult:
+    def result(self, outcome: Outcome, **fields: Any) -> BatchResult[Q, M]:
         return BatchResult(index=self.index, request=self.request, outcome=outcome, **fields)
 
 
-class BatchStream:
+Send = Callable[[Q, Callable[[], None]], Awaitable[M]]
+"""How a batch sends one item: ``send(item, on_send)``; `on_send` is called as it goes out."""
+
+
+class BatchStream(Generic[Q, M]):
     """
     The results of a batch, as each item completes (an async iterator).
 
@@ -175,20 +197,19 @@ class BatchStream:
 
     def __init__(
         self,
-        api: AsyncSchedulerAPI,
-        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
+        api: AsyncSchedulerAPI | None,
+        requests: Iterable[Q] | AsyncIterable[Q],
         *,
         concurrency: int,
-        send: Callable[[Any, Callable[[], None]], Awaitable[SchedulerRequest]] | None = None,
+        send: Send[Q, M],
     ) -> None:
-        self._api = api
-        # How one item is sent; the command line routes each row through its own view.
-        self._send = send or api._create
+        # How one item is sent: the endpoint's create, or the command line's per-row routing.
+        self._send = send
         self._source = _aiter(requests)
         self._concurrency = check_concurrency(concurrency)
-        self._pending: dict[asyncio.Task[BatchResult], _Item] = {}
+        self._pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]] = {}
         self._stream = self._run()
-        self.unfinished: list[BatchResult] = []
+        self.unfinished: list[BatchResult[Q, M]] = []
         """Items in flight when the stream was closed or cancelled, with their outcomes."""
         self.stopped_by: BaseException | None = None
         """The error (401, 402, 403) that stopped the batch early, if one did."""
@@ -197,7 +218,7 @@ class BatchStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> BatchResult:
+    async def __anext__(self) -> BatchResult[Q, M]:
         return await self._stream.__anext__()
 
     def stop(self) -> None:
@@ -227,14 +248,14 @@ class BatchStream:
     ) -> None:
         await self.aclose()
 
-    async def _one(self, item: _Item) -> BatchResult:
+    async def _one(self, item: _Item[Q, M]) -> BatchResult[Q, M]:
         try:
             created = await self._send(item.request, item.on_send)
         except Exception as error:
             return item.result(outcome_of(error), error=error, attempts=item.sent)
-        return item.result(Outcome.CREATED, scheduler_request=created, attempts=item.sent)
+        return item.result(Outcome.CREATED, created=created, attempts=item.sent)
 
-    async def _run(self) -> AsyncGenerator[BatchResult, None]:
+    async def _run(self) -> AsyncGenerator[BatchResult[Q, M], None]:
         pending = self._pending
         next_index = 0
         exhausted = False
@@ -250,7 +271,7 @@ class BatchStream:
                     except Exception as error:
                         source_error, exhausted = error, True
                         break
-                    item = _Item(next_index, request)
+                    item: _Item[Q, M] = _Item(next_index, request)
                     next_index += 1
                     pending[asyncio.ensure_future(self._one(item))] = item
                 if not pending:
@@ -284,12 +305,12 @@ class BatchStream:
     def _may_read(self, exhausted: bool) -> bool:
         return not exhausted and self.stopped_by is None and not self._stopping
 
-    def _cancel_unsent(self, pending: dict[asyncio.Task[BatchResult], _Item]) -> None:
+    def _cancel_unsent(self, pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]]) -> None:
         for task, item in pending.items():
             if item.sent == 0:
                 task.cancel()
 
-    async def _abandon(self, pending: dict[asyncio.Task[BatchResult], _Item]) -> None:
+    async def _abandon(self, pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]]) -> None:
         if not pending:
             return
         for task in pending:
@@ -303,3 +324,11 @@ class BatchStream:
                 )
             else:  # it finished just as we cancelled
                 self.unfinished.append(task.result())
+
+
+async def collect(stream: BatchStream[Q, M]) -> BatchReport[Q, M]:
+    """Run `stream` to the end and report on every item, in input order."""
+    async with stream:
+        results = [result async for result in stream]
+    results.sort(key=lambda result: result.index)
+    return BatchReport(results=tuple(results))

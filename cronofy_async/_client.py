@@ -6,32 +6,29 @@ import os
 import random
 import re
 import urllib.request
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
 import attrs
 import httpx
 
-from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream
 from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
-from ._models import SchedulerRequest
-from ._payload import NewSchedulerRequest, check_impersonation_sub
+from ._operation import Operation
+from ._payload import check_impersonation_sub
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
-from ._request import CREATE_PATH, create_headers, create_url, encode_create_body
-from ._response import (
-    error_from_exception,
-    error_from_response,
-    parse_create_response,
-    parse_created,
-)
+from ._request import request_headers
+from ._response import error_from_exception, error_from_response
 from ._retry import NO_RETRY, RetryPolicy, run_with_retries
+from ._scheduler_requests import SchedulerRequests
 from ._secret import ClientSecret
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSchedulerAPI"]
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 """5 s to connect, 30 s for everything else: Cronofy's own SDKs mostly set none at all."""
@@ -141,7 +138,7 @@ class _RawSender(Protocol):
         method: str,
         url: str,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: bytes | None,
         client_timeout: Any,
         request: Callable[[], httpx.Request],
     ) -> tuple[int, str, Any, bytes]: ...
@@ -185,7 +182,7 @@ class _Shared:
     """What ``build_request`` would attach (the timeouts), computed once for the direct path."""
 
 
-class AsyncSchedulerAPI:
+class AsyncSchedulerAPI(SchedulerRequests):
     """
     An asyncio client for Cronofy's Scheduler API.
 
@@ -233,20 +230,16 @@ class AsyncSchedulerAPI:
         "_headers",
         "_impersonate",
         "_is_root",
-        "_raw_headers",
         "_shared",
-        "_url",
-        "_url_text",
+        "_urls",
     )
 
     _shared: _Shared
     _data_center: DataCenter
     _base_url: str
     _impersonate: str | None
-    _headers: httpx.Headers
-    _url: httpx.URL
-    _url_text: str
-    _raw_headers: list[tuple[str, str]]
+    _headers: dict[bool, tuple[httpx.Headers, list[tuple[str, str]]]]
+    _urls: dict[str, tuple[httpx.URL, str]]
     _closed: bool
     _is_root: bool
 
@@ -331,10 +324,13 @@ class AsyncSchedulerAPI:
         self._base_url = base_url
         self._impersonate = impersonate
         # Built once per view: parsing a URL and normalising headers cost ~100 us a request.
-        self._headers = httpx.Headers(create_headers(shared.secret, impersonate=impersonate))
-        self._url = httpx.URL(create_url(base_url))
-        self._url_text = str(self._url)
-        self._raw_headers = list(self._headers.items())
+        self._headers = {}
+        for with_body in (True, False):
+            headers = httpx.Headers(
+                request_headers(shared.secret, impersonate=impersonate, with_body=with_body)
+            )
+            self._headers[with_body] = (headers, list(headers.items()))
+        self._urls = {}
         self._closed = False
         self._is_root = root
 
@@ -436,29 +432,26 @@ class AsyncSchedulerAPI:
                 "the httpx.AsyncClient behind this AsyncSchedulerAPI is closed; nothing was sent"
             )
 
-    # -- the endpoint -----------------------------------------------------------------------
+    # -- the pipeline: every operation of every family is sent here -------------------------
 
-    async def create_scheduler_request(self, request: NewSchedulerRequest) -> SchedulerRequest:
-        """
-        Create a scheduler request (``POST /v1/scheduler_requests``).
+    def _url_for(self, operation: Operation[Any]) -> tuple[httpx.URL, str]:
+        if operation.url is not None:
+            url = httpx.URL(operation.url)
+            return url, str(url)
+        cached = self._urls.get(operation.path)
+        if cached is None:
+            url = httpx.URL(self._base_url + operation.path)
+            cached = self._urls[operation.path] = (url, str(url))
+        return cached
 
-        Returns the created `SchedulerRequest`, whose recipients carry the ``select_url`` to
-        send. Raises `PayloadError` before sending anything if `request` breaks a documented
-        rule, and an `APIError` subclass if the call still fails after the retries the
-        `RetryPolicy` allows: check its ``outcome_unknown`` before sending the invite again.
-        """
-        return await self._create(request)
-
-    async def _create(
-        self, request: NewSchedulerRequest, on_send: Callable[[], None] | None = None
-    ) -> SchedulerRequest:
+    async def _call(self, operation: Operation[T], on_send: Callable[[], None] | None = None) -> T:
+        """Pace, wait out a 429 pause, send, retry as the operation allows, and read."""
         self._check_open()
-        body = encode_create_body(request, impersonating=self._impersonate is not None)
         shared = self._shared
         if shared.fast is not None:
-            attempt = self._fast_attempt(shared.fast, body)
+            attempt = self._fast_attempt(shared.fast, operation)
         else:
-            attempt = self._httpx_attempt(body)
+            attempt = self._httpx_attempt(operation)
         return await run_with_retries(
             attempt,
             policy=shared.retry,
@@ -466,24 +459,30 @@ class AsyncSchedulerAPI:
             gate=shared.gate,
             clock=shared.clock,
             rng=shared.rng,
-            what=f"POST {CREATE_PATH}",
+            what=operation.what,
             on_send=on_send,
+            idempotent=operation.idempotent,
+            mutates=operation.mutates,
         )
 
-    def _httpx_attempt(self, body: bytes) -> Callable[[], Awaitable[SchedulerRequest]]:
+    def _httpx_attempt(self, operation: Operation[T]) -> Callable[[], Awaitable[T]]:
         """One send through httpx: straight to the transport on our own client, else routed."""
         shared = self._shared
         direct = shared.direct
+        url, _ = self._url_for(operation)
+        headers, _ = self._headers[operation.body is not None]
+        method, body = operation.method, operation.body
         if direct is not None:
             http_request = httpx.Request(
-                "POST", self._url, content=body, headers=self._headers, extensions=shared.extensions
+                method, url, content=body, headers=headers, extensions=shared.extensions
             )
         else:
             http_request = shared.http.build_request(
-                "POST", self._url, content=body, headers=self._headers, timeout=shared.timeout
+                method, url, content=body, headers=headers, timeout=shared.timeout
             )
+        read = operation.read
 
-        async def attempt() -> SchedulerRequest:
+        async def attempt() -> T:
             try:
                 async with shared.in_flight.hold():
                     if direct is not None:
@@ -492,81 +491,42 @@ class AsyncSchedulerAPI:
                         response = await shared.http.send(http_request)
             except httpx.TransportError as exc:
                 raise error_from_exception(exc, http_request) from exc
-            return parse_create_response(response, secret=shared.secret, now=shared.clock.wall())
+            if not response.is_success:
+                raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
+            return read(response.content, lambda: response, shared.secret)
 
         return attempt
 
     def _fast_attempt(
-        self, fast: _RawSender, body: bytes
-    ) -> Callable[[], Awaitable[SchedulerRequest]]:
+        self, fast: _RawSender, operation: Operation[T]
+    ) -> Callable[[], Awaitable[T]]:
         """One send on the fast path: no httpx Request or Response unless there is an error."""
         shared = self._shared
-        url, url_text = self._url, self._url_text
-        headers, raw_headers = self._headers, self._raw_headers
+        url, url_text = self._url_for(operation)
+        headers, raw_headers = self._headers[operation.body is not None]
+        method, body, read = operation.method, operation.body, operation.read
         client_timeout = fast.timeout(shared.timeout.as_dict())
 
         def request() -> httpx.Request:
             return httpx.Request(
-                "POST", url, content=body, headers=headers, extensions=shared.extensions
+                method, url, content=body, headers=headers, extensions=shared.extensions
             )
 
-        async def attempt() -> SchedulerRequest:
+        async def attempt() -> T:
             try:
                 async with shared.in_flight.hold():
                     status, reason, raw, content = await fast.send_raw(
-                        "POST", url_text, raw_headers, body, client_timeout, request
+                        method, url_text, raw_headers, body, client_timeout, request
                     )
             except httpx.TransportError as exc:
                 raise error_from_exception(exc, exc.request) from exc
             if 200 <= status < 300:
-                return parse_created(
+                return read(
                     content,
                     lambda: fast.response(status, reason, raw, content, request()),
-                    secret=shared.secret,
+                    shared.secret,
                 )
             response = fast.response(status, reason, raw, content, request())
             raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
 
         return attempt
-
-    def iter_create_scheduler_requests(
-        self,
-        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-    ) -> BatchStream:
-        """
-        Create many scheduler requests concurrently; yield each `BatchResult` as it completes.
-
-        `requests` may be any iterable or async iterable, read lazily: at most `concurrency`
-        items are read ahead or in flight, so a generator of a million items runs in flat
-        memory. One item's failure never stops the others, but a 401, 402 or 403 dooms them
-        all: the batch then stops early, what was sent finishes, and every item left is
-        reported `Outcome.NOT_SENT`. Each item is sent once (and retried only as the
-        `RetryPolicy` allows)::
-
-            async with api.iter_create_scheduler_requests(requests) as results:
-                async for result in results:
-                    print(result.index, result.outcome)
-        """
-        self._check_open()
-        return BatchStream(self, requests, concurrency=concurrency)
-
-    async def batch_create_scheduler_requests(
-        self,
-        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-    ) -> BatchReport:
-        """
-        Create many scheduler requests concurrently and report on every one, in input order.
-
-        The same as `iter_create_scheduler_requests`, collected into a `BatchReport`. For
-        inputs too large to hold every result in memory, or to see results as they come (and
-        keep them if the batch is cancelled), iterate instead.
-        """
-        results = []
-        async with self.iter_create_scheduler_requests(requests, concurrency=concurrency) as stream:
-            results = [result async for result in stream]
-        results.sort(key=lambda result: result.index)
-        return BatchReport(results=tuple(results))

@@ -85,5 +85,11 @@ def unstructure_payload(request: NewSchedulerRequest) -> dict[str, Any]:
 
 
 def structure_scheduler_request(data: Any) -> SchedulerRequest:
-    """Parse the ``scheduler_request`` object; raises `cattrs.ClassValidationError` if malformed."""
-    return converter.structure(data, SchedulerRequest)
+    """Parse the ``scheduler_request`` object; raises ``TypeError`` naming a malformed field."""
+    try:
+        return converter.structure(data, SchedulerRequest)
+    except cattrs.ClassValidationError as exc:
+        problems = cattrs.transform_error(exc, path="scheduler_request")
+        raise TypeError("; ".join(problems)) from None
+    except TypeError as exc:
+        raise TypeError(f"scheduler_request is malformed: {exc}") from None

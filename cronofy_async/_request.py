@@ -1,19 +1,22 @@
 """
-How a create is built: URL, headers and JSON body, as pure functions of their inputs.
+How a request is built: headers for every call, and the scheduler-request create.
+
+Pure functions of their inputs.
 
 Nothing here does I/O, so every rule of the wire format is tested without a network.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 from typing import Final
 
 import httpx
 
-from ._converter import unstructure_payload
+from ._converter import structure_scheduler_request, unstructure_payload
 from ._errors import PayloadError
+from ._models import SchedulerRequest
+from ._operation import Operation, json_body, read_json
 from ._payload import NewSchedulerRequest, check_host_mode, check_impersonation_sub
 from ._secret import ClientSecret
 from ._version import __version__
@@ -22,9 +25,9 @@ __all__ = [
     "CONTENT_TYPE",
     "CREATE_PATH",
     "USER_AGENT",
-    "create_headers",
-    "create_url",
+    "create_operation",
     "encode_create_body",
+    "request_headers",
 ]
 
 CREATE_PATH: Final = "/v1/scheduler_requests"
@@ -35,19 +38,19 @@ USER_AGENT: Final = (
 )
 
 
-def create_url(base_url: str) -> str:
-    """The create endpoint under a data center's base URL (which has no trailing slash)."""
-    return base_url + CREATE_PATH
+def request_headers(
+    secret: ClientSecret, *, impersonate: str | None, with_body: bool = True
+) -> dict[str, str]:
+    """
+    Every header a call sends; ``Cronofy-Impersonate`` only when impersonating.
 
-
-def create_headers(secret: ClientSecret, *, impersonate: str | None) -> dict[str, str]:
-    """Every header a create sends; ``Cronofy-Impersonate`` only when impersonating."""
-    headers = {
-        "Authorization": f"Bearer {secret.reveal()}",
-        "Content-Type": CONTENT_TYPE,
-        "Accept": "application/json",
-        "User-Agent": USER_AGENT,
-    }
+    The result holds the secret in clear: it is built once per view and never logged.
+    """
+    headers = {"Authorization": f"Bearer {secret.reveal()}"}
+    if with_body:
+        headers["Content-Type"] = CONTENT_TYPE
+    headers["Accept"] = "application/json"
+    headers["User-Agent"] = USER_AGENT
     if impersonate is not None:
         headers["Cronofy-Impersonate"] = check_impersonation_sub(impersonate)
     return headers
@@ -60,6 +63,21 @@ def encode_create_body(request: NewSchedulerRequest, *, impersonating: bool) -> 
             "request", f"must be a NewSchedulerRequest, got {type(request).__name__}"
         )
     check_host_mode(request, impersonating=impersonating)
-    return json.dumps(
-        unstructure_payload(request), ensure_ascii=False, separators=(",", ":")
-    ).encode()
+    return json_body(unstructure_payload(request))
+
+
+_READ_CREATED: Final = read_json("scheduler_request", structure_scheduler_request, mutates=True)
+
+
+def create_operation(
+    request: NewSchedulerRequest, *, impersonating: bool
+) -> Operation[SchedulerRequest]:
+    """``POST /v1/scheduler_requests``: never repeated blindly, since Cronofy cannot dedupe it."""
+    return Operation(
+        method="POST",
+        path=CREATE_PATH,
+        body=encode_create_body(request, impersonating=impersonating),
+        read=_READ_CREATED,
+        idempotent=False,
+        mutates=True,
+    )

@@ -10,13 +10,11 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-import cattrs
 import httpx
 
-from ._converter import structure_scheduler_request
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -28,20 +26,17 @@ from ._errors import (
     PaymentRequiredError,
     PermissionDeniedError,
     RateLimitError,
-    ResponseFormatError,
     ServerError,
     ValidationError,
 )
-from ._models import SchedulerRequest
 from ._secret import ClientSecret
 
 __all__ = [
     "error_from_exception",
     "error_from_response",
     "excerpt",
-    "parse_create_response",
-    "parse_created",
     "parse_retry_after",
+    "status_text",
 ]
 
 EXCERPT_LENGTH: Final = 200
@@ -132,7 +127,8 @@ def _field_errors(body: Any) -> dict[str, tuple[FieldError, ...]]:
     return parsed
 
 
-def _status_text(response: httpx.Response) -> str:
+def status_text(response: httpx.Response) -> str:
+    """``422 Unprocessable Entity``: the status line as an error message shows it."""
     return f"{response.status_code} {response.reason_phrase}".rstrip()
 
 
@@ -142,7 +138,7 @@ def error_from_response(
     """The typed error for a response with an error status (its body already read)."""
     status = response.status_code
     content = response.content
-    head = f"Cronofy answered {_status_text(response)}"
+    head = f"Cronofy answered {status_text(response)}"
     if status == 422:
         errors = _field_errors(_json_or_none(content))
         if errors:
@@ -168,51 +164,6 @@ def error_from_response(
         )
     cls = _STATUS_ERRORS.get(status, APIStatusError)
     return cls(message, response=response, outcome_unknown=False)
-
-
-def parse_create_response(
-    response: httpx.Response, *, secret: ClientSecret | None = None, now: float = 0.0
-) -> SchedulerRequest:
-    """The created request from a create's response, or the typed error it amounts to."""
-    if not response.is_success:
-        raise error_from_response(response, secret=secret, now=now)
-    return parse_created(response.content, lambda: response, secret=secret)
-
-
-def parse_created(
-    content: bytes,
-    response: Callable[[], httpx.Response],
-    *,
-    secret: ClientSecret | None = None,
-) -> SchedulerRequest:
-    """
-    The created request from a 2xx body.
-
-    `response` makes the ``httpx.Response`` only if the body is malformed and an error must
-    carry it: the fast path never builds one for a success.
-    """
-    body = _json_or_none(content)
-
-    def malformed(problem: str) -> ResponseFormatError:
-        whole = response()
-        return ResponseFormatError(
-            f"Cronofy answered {_status_text(whole)} but {problem}; the request was probably "
-            f"processed. Body: {excerpt(content, secret)}",
-            response=whole,
-            outcome_unknown=True,
-        )
-
-    if not isinstance(body, Mapping):
-        raise malformed("the body is not a JSON object")
-    if "scheduler_request" not in body:
-        raise malformed("the field scheduler_request is missing")
-    try:
-        return structure_scheduler_request(body["scheduler_request"])
-    except cattrs.ClassValidationError as exc:
-        problems = cattrs.transform_error(exc, path="scheduler_request")
-        raise malformed("; ".join(problems)) from None
-    except TypeError as exc:
-        raise malformed(f"scheduler_request is malformed: {exc}") from None
 
 
 def error_from_exception(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:

@@ -21,10 +21,10 @@ from ._clock import Clock
 from ._errors import (
     APIConnectionError,
     APIError,
-    APIStatusError,
     ConfigurationError,
     RateLimitError,
     ResponseFormatError,
+    ServerError,
 )
 from ._ratelimit import Limiter, PauseGate
 
@@ -106,24 +106,33 @@ class RetryPolicy:
 NO_RETRY: Final = RetryPolicy(attempts=1)
 
 
-def retry_reason(error: APIError, policy: RetryPolicy) -> str | None:
-    """Why `error` may be retried under `policy`, or ``None`` if it must not be."""
+def retry_reason(error: APIError, policy: RetryPolicy, *, idempotent: bool = False) -> str | None:
+    """
+    Why `error` may be retried under `policy`, or ``None`` if it must not be.
+
+    An `idempotent` operation (query, cancel, list, show, update) may also be retried after a
+    failure that hides whether it was processed: doing it twice does what doing it once does.
+    """
     if isinstance(error, RateLimitError):
         return "rate limited (429)"
+    repeat_ok = idempotent or policy.retry_unsafe
     if isinstance(error, APIConnectionError):
         cause = type(error.__cause__).__name__ if error.__cause__ else type(error).__name__
         if not error.outcome_unknown:
             return f"not sent ({cause})"
-        return f"outcome unknown ({cause})" if policy.retry_unsafe else None
-    # A malformed 2xx means the invite was created: sending again is a certain duplicate.
+        return f"outcome unknown ({cause})" if repeat_ok else None
+    # A malformed 2xx means the call was processed: a create sent again is a certain duplicate,
+    # and a read would only get the same answer again.
     if isinstance(error, ResponseFormatError):
         return None
-    if policy.retry_unsafe and error.outcome_unknown and isinstance(error, APIStatusError):
+    if repeat_ok and isinstance(error, ServerError):
         return f"outcome unknown ({error.status_code})"
     return None
 
 
-def _paused_error(gate: PauseGate, policy: RetryPolicy, attempts: int) -> RateLimitError:
+def _paused_error(
+    gate: PauseGate, policy: RetryPolicy, attempts: int, *, outcome_unknown: bool
+) -> RateLimitError:
     left = gate.remaining()
     cause = gate.cause
     assert cause is not None  # a pause is only ever set by a 429  # noqa: S101
@@ -133,6 +142,7 @@ def _paused_error(gate: PauseGate, policy: RetryPolicy, attempts: int) -> RateLi
         response=cause.response,
         retry_after=left,
         attempts=attempts,
+        outcome_unknown=outcome_unknown,
     )
 
 
@@ -146,18 +156,23 @@ async def run_with_retries(
     rng: random.Random,
     what: str,
     on_send: Callable[[], None] | None = None,
+    idempotent: bool = False,
+    mutates: bool = True,
 ) -> T:
     """
     Run `attempt` (one send and parse) until it succeeds or must not be retried.
 
     Before every send: wait out any 429 pause, then a slot from the limiter, then `on_send`. The
-    error raised at the end records how many sends were made in its ``attempts``.
+    error raised at the end records how many sends were made in its ``attempts``, and says
+    ``outcome_unknown=True`` if *any* attempt may have been processed (for an operation that
+    `mutates`; for one that does not, never).
     """
     start = clock.monotonic()
     sent = 0
+    maybe_processed = False
     while True:
         if gate.remaining() > policy.max_retry_after:
-            raise _paused_error(gate, policy, sent)
+            raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
         await gate.wait()
         if limiter is not None:
             await limiter.acquire()
@@ -168,6 +183,11 @@ async def run_with_retries(
             return await attempt()
         except APIError as error:
             error.attempts = sent
+            reason = retry_reason(error, policy, idempotent=idempotent)
+            maybe_processed = maybe_processed or error.outcome_unknown
+            # What the caller must know is whether the call as a whole may have taken effect,
+            # not what this attempt alone says.
+            error.outcome_unknown = mutates and maybe_processed
             pause = None
             if isinstance(error, RateLimitError):
                 # Every request of this API object waits this out, not just this one.
@@ -175,7 +195,6 @@ async def run_with_retries(
                 if pause is None:
                     pause = policy.backoff(sent, rng)
                 gate.pause(pause, cause=error)
-            reason = retry_reason(error, policy)
             if reason is None or sent >= policy.attempts:
                 raise
             if pause is not None and pause > policy.max_retry_after:

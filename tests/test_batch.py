@@ -27,6 +27,7 @@ from cronofy_async import (
     PermissionDeniedError,
     RateLimit,
     Recipient,
+    SchedulerRequest,
     ValidationError,
 )
 from cronofy_async._batch import outcome_of
@@ -84,7 +85,7 @@ async def test_report_in_input_order_with_counts(api: AsyncSchedulerAPI, fake: F
 
 
 async def test_results_stream_as_they_complete(api: AsyncSchedulerAPI) -> None:
-    seen: list[BatchResult] = []
+    seen: list[BatchResult[NewSchedulerRequest, SchedulerRequest]] = []
     async with api.iter_create_scheduler_requests(invites(30), concurrency=5) as results:
         async for result in results:
             seen.append(result)
@@ -199,7 +200,7 @@ async def test_a_failing_input_raises_after_in_flight_items_finish(api: AsyncSch
         yield invite(1)
         raise OSError("the CSV went away")
 
-    seen: list[BatchResult] = []
+    seen: list[BatchResult[NewSchedulerRequest, SchedulerRequest]] = []
 
     async def consume() -> None:
         async for result in api.iter_create_scheduler_requests(broken(), concurrency=5):
@@ -223,7 +224,7 @@ async def test_cancelling_mid_batch_accounts_for_every_item_and_leaks_nothing() 
             rate_limit=RateLimit(per_second=5, per_minute=None, burst=True),
         )
         stream = api.iter_create_scheduler_requests(invites(100), concurrency=10)
-        seen: list[BatchResult] = []
+        seen: list[BatchResult[NewSchedulerRequest, SchedulerRequest]] = []
 
         async def consume() -> None:
             async for result in stream:

@@ -486,3 +486,36 @@ async def test_under_a_fault_storm_nothing_unsafe_is_ever_sent_twice(
             assert error.attempts == len(sent)
             assert error.outcome_unknown is (sent[-1] in unsafe), (sent, error)
     assert sum(1 for _, e in results if e is None) > 100
+
+
+@pytest.mark.parametrize(
+    "first",
+    [httpx.Response(500), httpx.ReadTimeout("slow answer"), httpx.RemoteProtocolError("gone")],
+    ids=["500", "read-timeout", "dropped"],
+)
+async def test_an_unknown_outcome_on_any_attempt_sticks_to_the_final_error(
+    new_api: Any, mock: respx.MockRouter, first: Any
+) -> None:
+    # The first attempt may have created the invite; the 429s after it prove nothing about it.
+    api = new_api(retry=RetryPolicy(retry_unsafe=True, attempts=3, wait_jitter=0))
+    mock.post(CREATE_URL).mock(
+        side_effect=sequence(first, httpx.Response(429), httpx.Response(429))
+    )
+    with pytest.raises(RateLimitError) as info:
+        await api.create_scheduler_request(seed_request())
+    assert info.value.attempts == 3
+    assert info.value.outcome_unknown is True
+
+
+async def test_an_unknown_outcome_sticks_when_a_long_pause_ends_the_call(
+    new_api: Any, mock: respx.MockRouter
+) -> None:
+    api = new_api(retry=RetryPolicy(retry_unsafe=True, attempts=3, max_retry_after=5))
+    mock.post(CREATE_URL).mock(
+        side_effect=sequence(
+            httpx.Response(503), httpx.Response(429, headers={"Retry-After": "600"})
+        )
+    )
+    with pytest.raises(RateLimitError) as info:
+        await api.create_scheduler_request(seed_request())
+    assert info.value.outcome_unknown is True

@@ -144,9 +144,9 @@ class _Run:
         )
         self.progress.advance(outcome)
 
-    def record(self, result: BatchResult) -> None:
+    def record(self, result: BatchResult[Row, SchedulerRequest]) -> None:
         """Write one row's outcome, the moment it is known."""
-        row: Row = result.request  # type: ignore[assignment] # the stream carries our rows
+        row = result.request
         created = result.scheduler_request
         self.counts[str(result.outcome)] += 1
         self._record(
@@ -233,7 +233,9 @@ async def run_batch(
 
 
 @contextlib.contextmanager
-def _interrupts(stream: BatchStream, run: _Run, err: IO[str]) -> Iterator[None]:
+def _interrupts(
+    stream: BatchStream[Row, SchedulerRequest], run: _Run, err: IO[str]
+) -> Iterator[None]:
     """
     Handle Ctrl-C (or SIGTERM): once winds down, twice abandons.
 

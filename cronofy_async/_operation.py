@@ -1,0 +1,161 @@
+"""
+One call to Cronofy described as data: what to send, how to read a success, and how safe it is.
+
+Every endpoint is an `Operation` built by a pure function of its family's module; the client's
+one pipeline (`AsyncSchedulerAPI._call`: pace, 429 pause, retry, send, read errors) runs them
+all. Retry safety is a property of the operation, not of the pipeline:
+
+- `idempotent`: sending it twice does what sending it once does (query, cancel, list, show,
+  update). Transient failures (5xx, read timeouts, dropped connections) are retried by default.
+- `mutates`: it may change something at Cronofy. Its errors say ``outcome_unknown=True`` when it
+  may have taken effect; for operations that change nothing, ``outcome_unknown`` is always
+  ``False``.
+
+A create is neither idempotent nor safe to repeat: Cronofy has no idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Generic, TypeVar
+
+import attrs
+import httpx
+
+from ._errors import ResponseFormatError
+from ._response import excerpt, status_text
+from ._secret import ClientSecret
+
+__all__ = ["Calls", "Operation", "Reader", "json_body", "no_body", "read_json"]
+
+T = TypeVar("T")
+
+Reader = Callable[[bytes, Callable[[], httpx.Response], "ClientSecret | None"], T]
+"""
+How a 2xx is read: ``(body, make_response, secret) -> model``.
+
+``make_response`` builds the ``httpx.Response`` only when an error must carry it, so the fast
+path never builds one for a success.
+"""
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Operation(Generic[T]):
+    """One request to Cronofy and how to read its success."""
+
+    method: str
+    """``GET``, ``POST`` or ``PATCH``."""
+    path: str
+    """The path under the data center's base URL, query string included."""
+    read: Reader[T]
+    """Reads a 2xx into the operation's result."""
+    idempotent: bool
+    """Whether sending it twice is the same as sending it once (safe to retry)."""
+    mutates: bool
+    """Whether it may change something at Cronofy (so an unknown outcome matters)."""
+    body: bytes | None = None
+    """The JSON body, already encoded."""
+    url: str | None = None
+    """A full URL to use instead of the base URL and `path` (a ``next_page`` link)."""
+
+    @property
+    def what(self) -> str:
+        """How logs and errors name it: ``POST /v1/scheduler_requests``."""
+        return f"{self.method} {self.path}"
+
+
+JSON_SEPARATORS: Final = (",", ":")
+
+
+def json_body(payload: Any) -> bytes:
+    """
+    Compact, strict UTF-8 JSON: ``NaN`` and ``Infinity`` are refused, never sent.
+
+    Raises ``ValueError`` for them and ``UnicodeEncodeError`` for a lone surrogate; the builders
+    refuse both earlier with a `PayloadError` naming the field.
+    """
+    return json.dumps(
+        payload, ensure_ascii=False, separators=JSON_SEPARATORS, allow_nan=False
+    ).encode()
+
+
+def _malformed(
+    problem: str,
+    content: bytes,
+    response: Callable[[], httpx.Response],
+    secret: ClientSecret | None,
+    *,
+    processed: bool,
+) -> ResponseFormatError:
+    whole = response()
+    consequence = "; the request was probably processed" if processed else ""
+    return ResponseFormatError(
+        f"Cronofy answered {status_text(whole)} but {problem}{consequence}. "
+        f"Body: {excerpt(content, secret)}",
+        response=whole,
+        outcome_unknown=processed,
+    )
+
+
+def read_json(
+    key: str,
+    structure: Callable[[Any], T],
+    *,
+    mutates: bool,
+) -> Reader[T]:
+    """
+    A reader for a body ``{key: ...}``: the value under `key`, structured.
+
+    `structure` raises ``TypeError`` or ``ValueError`` (messages naming the field) for a
+    malformed value; the reader turns that into a `ResponseFormatError`. A 2xx of an operation
+    that `mutates` was processed, so its format error says ``outcome_unknown=True``.
+    """
+
+    def read(
+        content: bytes, response: Callable[[], httpx.Response], secret: ClientSecret | None
+    ) -> T:
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if not isinstance(body, Mapping):
+            raise _malformed(
+                "the body is not a JSON object", content, response, secret, processed=mutates
+            )
+        if key not in body:
+            raise _malformed(
+                f"the field {key} is missing", content, response, secret, processed=mutates
+            )
+        try:
+            return structure(body[key])
+        except (TypeError, ValueError) as exc:
+            raise _malformed(str(exc), content, response, secret, processed=mutates) from None
+
+    return read
+
+
+def no_body(
+    content: bytes, response: Callable[[], httpx.Response], secret: ClientSecret | None
+) -> None:
+    """A reader for an answer whose body does not matter (``202 Accepted``)."""
+    return
+
+
+class Calls:
+    """
+    The base of every endpoint family's methods on `AsyncSchedulerAPI`.
+
+    A family's methods build an `Operation` with its pure functions and hand it to `_call`, the
+    one pipeline; they never send anything themselves.
+    """
+
+    __slots__ = ()
+
+    _impersonate: str | None
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    async def _call(self, operation: Operation[T], on_send: Callable[[], None] | None = None) -> T:
+        raise NotImplementedError

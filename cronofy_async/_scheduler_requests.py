@@ -1,0 +1,90 @@
+"""
+The scheduler-requests family (ALPHA): ``POST /v1/scheduler_requests``, singly or in batches.
+
+Builders live in `_payload`, the model in `_models`, the wire format in `_request`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable
+
+from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream, collect
+from ._models import SchedulerRequest
+from ._operation import Calls
+from ._payload import NewSchedulerRequest
+from ._request import create_operation
+
+__all__ = ["SchedulerRequests"]
+
+
+class SchedulerRequests(Calls):
+    """`AsyncSchedulerAPI`'s scheduler-request calls."""
+
+    __slots__ = ()
+
+    async def create_scheduler_request(self, request: NewSchedulerRequest) -> SchedulerRequest:
+        """
+        Create a scheduler request (``POST /v1/scheduler_requests``).
+
+        Returns the created `SchedulerRequest`, whose recipients carry the ``select_url`` to
+        send. Raises `PayloadError` before sending anything if `request` breaks a documented
+        rule, and an `APIError` subclass if the call still fails after the retries the
+        `RetryPolicy` allows: check its ``outcome_unknown`` before sending the invite again::
+
+            created = await api.create_scheduler_request(
+                NewSchedulerRequest(
+                    host=Host(sub="acc_61815034636bd5c5ce4edd"),
+                    recipients=[Recipient(email="doc@evenitron.com")],
+                    event=Event(summary="Driving lessons - Marty & Doc"),
+                )
+            )
+        """
+        return await self._create(request)
+
+    async def _create(
+        self, request: NewSchedulerRequest, on_send: Callable[[], None] | None = None
+    ) -> SchedulerRequest:
+        self._check_open()
+        operation = create_operation(request, impersonating=self._impersonate is not None)
+        return await self._call(operation, on_send)
+
+    def iter_create_scheduler_requests(
+        self,
+        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> BatchStream[NewSchedulerRequest, SchedulerRequest]:
+        """
+        Create many scheduler requests concurrently; yield each `BatchResult` as it completes.
+
+        `requests` may be any iterable or async iterable, read lazily: at most `concurrency`
+        items are read ahead or in flight, so a generator of a million items runs in flat
+        memory. One item's failure never stops the others, but a 401, 402 or 403 dooms them
+        all: the batch then stops early, what was sent finishes, and every item left is
+        reported `Outcome.NOT_SENT`. Each item is sent once (and retried only as the
+        `RetryPolicy` allows)::
+
+            async with api.iter_create_scheduler_requests(requests) as results:
+                async for result in results:
+                    print(result.index, result.outcome)
+        """
+        self._check_open()
+        return BatchStream(None, requests, concurrency=concurrency, send=self._create)
+
+    async def batch_create_scheduler_requests(
+        self,
+        requests: Iterable[NewSchedulerRequest] | AsyncIterable[NewSchedulerRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> BatchReport[NewSchedulerRequest, SchedulerRequest]:
+        """
+        Create many scheduler requests concurrently and report on every one, in input order.
+
+        The same as `iter_create_scheduler_requests`, collected into a `BatchReport`. For
+        inputs too large to hold every result in memory, or to see results as they come (and
+        keep them if the batch is cancelled), iterate instead::
+
+            report = await api.batch_create_scheduler_requests(requests, concurrency=20)
+            print(report.counts)
+        """
+        return await collect(self.iter_create_scheduler_requests(requests, concurrency=concurrency))
