@@ -19,6 +19,7 @@ from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
 from ._operation import Operation
 from ._payload import check_impersonation_sub
+from ._pool import lean_transport
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
 from ._request import request_headers
 from ._response import error_from_exception, error_from_response
@@ -113,7 +114,7 @@ def _own_client(
     pool = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     if urllib.request.getproxies():
         return httpx.AsyncClient(timeout=timeout, limits=pool), None, None
-    transport = httpx.AsyncHTTPTransport(limits=pool)
+    transport = lean_transport(pool)
     return httpx.AsyncClient(timeout=timeout, transport=transport), transport, None
 
 
