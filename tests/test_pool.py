@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpcore
 import pytest
@@ -21,7 +21,7 @@ ANSWER = json.dumps(
 
 
 @pytest.fixture
-def retries_inside_httpcore(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def retries_inside_httpcore(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts httpcore's internal re-queues: a connection handed out that was not free."""
     count = [0]
     original = httpcore.AsyncConnectionPool.handle_async_request.__globals__["AsyncPoolRequest"]
@@ -32,7 +32,7 @@ def retries_inside_httpcore(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[in
         clear(self)
 
     monkeypatch.setattr(original, "clear_connection", counting)
-    yield count
+    return count
 
 
 async def test_the_library_pool_is_the_lean_one() -> None:
