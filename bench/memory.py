@@ -1,11 +1,12 @@
 """
-Memory of a long streamed batch (target T4): peak RSS growth for N creates.
+Scale in N (target T4): peak RSS growth and steady throughput for N lazily generated creates.
 
 Streams N creates through ``api.iter_create_scheduler_requests`` against the in-process fake
 (ledger off, pacing off) in a fresh process, and reports how far the peak resident set grew
-over the process's size once warmed up. Run for 10,000 and 100,000 to show it is flat::
+over the process's size once warmed up, and the throughput of the first and last tenth of the
+run. Run for 10,000 and 1,000,000 to show both are flat::
 
-    python -m bench.memory --creates 100000
+    python -m bench.memory --creates 1000000
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import resource
+import time
 from collections.abc import Iterator
 
 from cronofy_async import Event, Host, NewSchedulerRequest, Outcome, Recipient
@@ -36,17 +38,34 @@ def peak_rss_mb() -> float:
 
 
 async def run(creates: int) -> dict[str, float]:
-    """Stream `creates` creates; return the peak RSS growth and the count created."""
+    """Stream `creates` creates; the peak RSS growth, the count created, the throughput."""
     fake = FakeCronofy(members=["acc_1"], rate_limit=None, record=False)
+    tenth = max(1, creates // 10)
+    marks: list[float] = []
     async with fake.api(rate_limit=None) as api:
         async for _ in api.iter_create_scheduler_requests(invites(500)):
             pass  # warm up: imports, pool, caches
         baseline = peak_rss_mb()
         created = 0
+        done = 0
+        marks.append(time.perf_counter())
         async for result in api.iter_create_scheduler_requests(invites(creates)):
             created += result.outcome is Outcome.CREATED
+            done += 1
+            if done % tenth == 0:
+                marks.append(time.perf_counter())
         growth = peak_rss_mb() - baseline
-    return {"creates": creates, "created": created, "baseline_mb": baseline, "growth_mb": growth}
+    first = tenth / (marks[1] - marks[0])
+    last = tenth / (marks[10] - marks[9]) if len(marks) > 10 else first
+    return {
+        "creates": creates,
+        "created": created,
+        "baseline_mb": baseline,
+        "growth_mb": growth,
+        "first_tenth_rps": first,
+        "last_tenth_rps": last,
+        "last_over_first": last / first,
+    }
 
 
 def main() -> None:
