@@ -35,9 +35,7 @@ def documented_body(**notification: Any) -> dict[str, Any]:
             },
             "summary": "Driving lessons - Marty & Doc",
             "duration": {"minutes": 30},
-            "recipients": [
-                {"email": EMAIL, "display_name": "Marty McFly", "slot_selector": True}
-            ],
+            "recipients": [{"email": EMAIL, "display_name": "Marty McFly", "slot_selector": True}],
             "event": {
                 "summary": "Driving lessons - Marty & Doc",
                 "metadata": {

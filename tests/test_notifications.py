@@ -22,17 +22,19 @@ from cronofy_async._secret import ClientSecret
 from cronofy_async.notifications import (
     TIME_CHOSEN,
     Notification,
+    _links,
+    _notification,
+    _receiver,
+    _signature,
     add_link_metadata,
     parse_notification,
     signature_header,
     verify_signature,
 )
-from cronofy_async.notifications import _links, _notification, _receiver, _signature
 
 from .notification_samples import (
     EMAIL,
     PHONE,
-    SECRET,
     VECTOR_BODY,
     VECTOR_HEADER,
     VECTOR_SECRET,
@@ -161,7 +163,7 @@ def test_no_secret_in_traceback_locals_when_verification_raises_inside(
     def broken(a: bytes, b: bytes) -> bool:
         raise RuntimeError("compare failed")
 
-    monkeypatch.setattr(_signature.hmac, "compare_digest", broken)
+    monkeypatch.setattr(hmac, "compare_digest", broken)
     with pytest.raises(RuntimeError) as info:
         verify_signature(VECTOR_BODY, VECTOR_HEADER, [VECTOR_SECRET, "other_secret_value"])
     here = sys._getframe()
@@ -181,7 +183,7 @@ def test_no_secret_in_traceback_locals_when_verification_raises_inside(
 
 def test_no_secret_in_traceback_locals_when_the_body_is_wrong() -> None:
     with pytest.raises(TypeError) as info:
-        verify_signature("text", VECTOR_HEADER, VECTOR_SECRET)
+        verify_signature("text", VECTOR_HEADER, VECTOR_SECRET)  # type: ignore[arg-type]
     assert _leaks(info.value, VECTOR_SECRET, skip=sys._getframe()) == []
 
 
@@ -194,7 +196,7 @@ def test_a_view_that_is_not_contiguous_is_signed_not_raised_on() -> None:
 
 def test_no_secret_in_traceback_locals_when_one_of_several_secrets_is_bad() -> None:
     with pytest.raises(ConfigurationError) as info:
-        verify_signature(VECTOR_BODY, VECTOR_HEADER, [VECTOR_SECRET, 42])
+        verify_signature(VECTOR_BODY, VECTOR_HEADER, [VECTOR_SECRET, 42])  # type: ignore[list-item]
     assert _leaks(info.value, VECTOR_SECRET, skip=sys._getframe()) == []
     assert VECTOR_SECRET not in str(info.value)
 
@@ -316,6 +318,13 @@ def test_triggered_at_is_always_aware(value: str, expected: datetime) -> None:
     assert notification.triggered_at.tzinfo is not None
 
 
+AT = "2025-01-19T16:14:11Z"
+
+
+def note(**fields: Any) -> dict[str, Any]:
+    return {"notification": fields}
+
+
 def _error(body: Any) -> NotificationError:
     raw = body if isinstance(body, bytes) else encode(body)
     with pytest.raises(NotificationError) as info:
@@ -340,14 +349,14 @@ def _error(body: Any) -> NotificationError:
         ({"notification": None}, "notification", "missing"),
         ({"notification": []}, "notification", "expected an object, got a list"),
         ({"notification": 5}, "notification", "expected an object, got int"),
-        ({"notification": {"triggered_at": "2025-01-19T16:14:11Z"}}, "notification.type", "missing"),
-        ({"notification": {"type": "", "triggered_at": "2025-01-19T16:14:11Z"}}, "notification.type", "missing"),
-        ({"notification": {"type": 1, "triggered_at": "2025-01-19T16:14:11Z"}}, "notification.type", "got int"),
-        ({"notification": {"type": "x"}}, "notification.triggered_at", "missing"),
-        ({"notification": {"type": "x", "triggered_at": "yesterday"}}, "notification.triggered_at", "not an ISO 8601"),
-        ({"notification": {"type": "x", "triggered_at": ""}}, "notification.triggered_at", "not an ISO 8601"),
-        ({"notification": {"type": "x", "triggered_at": 1737303251}}, "notification.triggered_at", "got int"),
-        ({"notification": {"type": "x", "triggered_at": "2025-13-40T99:00:00Z"}}, "notification.triggered_at", "not an ISO 8601"),
+        (note(triggered_at=AT), "notification.type", "missing"),
+        (note(type="", triggered_at=AT), "notification.type", "missing"),
+        (note(type=1, triggered_at=AT), "notification.type", "got int"),
+        (note(type="x"), "notification.triggered_at", "missing"),
+        (note(type="x", triggered_at="yesterday"), "notification.triggered_at", "not an ISO 8601"),
+        (note(type="x", triggered_at=""), "notification.triggered_at", "not an ISO 8601"),
+        (note(type="x", triggered_at=1737303251), "notification.triggered_at", "got int"),
+        (note(type="x", triggered_at="2025-13-40T99:00:00Z"), "notification.triggered_at", "ISO"),
     ],
 )  # fmt: skip
 def test_what_cannot_be_read_is_named(body: Any, path: str, fragment: str) -> None:
@@ -360,17 +369,26 @@ def test_what_cannot_be_read_is_named(body: Any, path: str, fragment: str) -> No
     assert error.__cause__ is None  # a UnicodeDecodeError would carry the whole body
 
 
+SR = "scheduling_request"
+SCHEDULER = f"{SR}.event.metadata.scheduler"
+
+
+def scheduler(request: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = request["event"]["metadata"]["scheduler"]
+    return found
+
+
 @pytest.mark.parametrize(
     ("change", "path"),
     [
-        (lambda r: r.update(scheduling_request_id=None), "scheduling_request.scheduling_request_id"),
+        (lambda r: r.update(scheduling_request_id=None), f"{SR}.scheduling_request_id"),
         # The shared model names this one "scheduling_request.minutes" today (reported).
-        (lambda r: r.update(duration={"minutes": "30"}), "scheduling_request.minutes"),
-        (lambda r: r.update(recipients="x"), "scheduling_request.recipients"),
-        (lambda r: r["event"].update(metadata=[]), "scheduling_request.event.metadata"),
-        (lambda r: r["event"]["metadata"].update(scheduler="x"), "scheduling_request.event.metadata.scheduler"),
-        (lambda r: r["event"]["metadata"]["scheduler"].update(correlation_id=7), "scheduling_request.event.metadata.scheduler.correlation_id"),
-        (lambda r: r["event"]["metadata"]["scheduler"].update(utm_source=["a"]), "scheduling_request.event.metadata.scheduler.utm_source"),
+        (lambda r: r.update(duration={"minutes": "30"}), f"{SR}.minutes"),
+        (lambda r: r.update(recipients="x"), f"{SR}.recipients"),
+        (lambda r: r["event"].update(metadata=[]), f"{SR}.event.metadata"),
+        (lambda r: r["event"]["metadata"].update(scheduler="x"), SCHEDULER),
+        (lambda r: scheduler(r).update(correlation_id=7), f"{SCHEDULER}.correlation_id"),
+        (lambda r: scheduler(r).update(utm_source=["a"]), f"{SCHEDULER}.utm_source"),
     ],
 )  # fmt: skip
 def test_a_malformed_documented_field_is_named(change: Any, path: str) -> None:

@@ -39,11 +39,11 @@ logger = logging.getLogger("cronofy_async.notifications")
 _HEADER_KEY: Final = HEADER.lower().encode("ascii")
 
 
-class _Disconnected(Exception):
+class _Disconnected(Exception):  # noqa: N818 - an event, not an error
     """The sender went away before the whole body arrived: nobody to answer."""
 
 
-class _Answer(Exception):
+class _Answer(Exception):  # noqa: N818 - an instruction, not an error
     """Stop handling and answer `status` with `error` (a fixed code, never request data)."""
 
     def __init__(self, status: int, error: str) -> None:
@@ -156,7 +156,7 @@ class NotificationReceiver:
             result = self.handler(notification)
             if inspect.isawaitable(result):
                 await result
-        except Exception as error:  # noqa: BLE001 - any handler failure is answered 500
+        except Exception as error:
             # No message and no traceback text: either may quote the body's personal data.
             logger.error(  # noqa: TRY400 - see above: the exception text is withheld on purpose
                 "notification handler failed on %s for %s: %s raised at %s",
@@ -233,6 +233,9 @@ async def _reply(send: Send, status: int, error: str | None) -> None:
     headers = [(b"content-length", str(len(body)).encode())]
     if error is not None:
         headers.append((b"content-type", b"application/json"))
+        # The body may be unread (413, 408, an early 401): without this, servers such as
+        # uvicorn keep the connection and read the rest, however much the sender pushes.
+        headers.append((b"connection", b"close"))
     if status == 405:
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -25,7 +25,13 @@ from .._clock import Clock, SystemClock
 from .._errors import ConfigurationError
 from ..notifications._links import LINK_METADATA_KEYS
 from ..notifications._notification import TIME_CHOSEN
-from ..notifications._signature import HEADER, Secrets, hold_secrets, require_secrets, signature_header
+from ..notifications._signature import (
+    HEADER,
+    Secrets,
+    hold_secrets,
+    require_secrets,
+    signature_header,
+)
 
 __all__ = [
     "Delivery",
@@ -45,6 +51,10 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _repeat(value: object) -> int:
+    return _positive_int("repeat", value)
+
+
 def _delay(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ConfigurationError(f"delay must be a number of seconds >= 0, got {value!r}")
@@ -62,7 +72,7 @@ class NotificationFaults:
 
     bad_signature: bool = False
     """Sign with the wrong key: a receiver must answer 401 and not act."""
-    repeat: int = attrs.field(default=1, converter=lambda v: _positive_int("repeat", v))
+    repeat: int = attrs.field(default=1, converter=_repeat)
     """Deliver each notification this many times, one after the other, byte for byte equal."""
     delay: float = attrs.field(default=0.0, converter=_delay)
     """Seconds to wait before the first delivery (late: after the caller has moved on)."""
@@ -103,7 +113,7 @@ def _timestamp(value: datetime | str) -> str:
 def build_notification_body(
     scheduling_request: Mapping[str, Any],
     *,
-    type: str = TIME_CHOSEN,  # noqa: A002 - Cronofy's name for it
+    type: str = TIME_CHOSEN,
     triggered_at: datetime | str,
     metadata: Mapping[str, str] | None = None,
     captured_data: Mapping[str, Any] | None = None,
@@ -209,7 +219,7 @@ class NotificationSender:
         url: str,
         secret: Secrets,
         *,
-        faults: NotificationFaults = NotificationFaults(),  # noqa: B008 - frozen
+        faults: NotificationFaults = NotificationFaults(),
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 5.0,
         clock: Clock | None = None,
