@@ -393,6 +393,25 @@ async def test_over_loopback_to_a_receiver_under_uvicorn() -> None:
     assert sorted(n.correlation_id or "" for n in recorder.seen) == ["c1", "c3", "c3"]
 
 
+async def test_a_given_transport_is_borrowed_not_closed() -> None:
+    closed: list[bool] = []
+
+    class Transport(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200)
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async with NotificationSender("http://x/", SECRET, transport=Transport()) as sender:
+        sender.send(body())
+        sender.send({"not": "a notification"})
+        sender.send({"notification": "odd"})
+        deliveries = await sender.drain()
+    assert closed == []
+    assert sorted(d.type for d in deliveries) == ["", "", TIME_CHOSEN]
+
+
 async def test_aclose_finishes_pending_deliveries() -> None:
     recorder = Recorder()
     sender = in_process(NotificationReceiver(SECRET, recorder))

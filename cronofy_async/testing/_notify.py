@@ -236,7 +236,6 @@ class NotificationSender:
         self._transport = transport
         self._timeout = timeout
         self._clock: Clock = clock or SystemClock()
-        self._client: httpx.AsyncClient | None = None
         self._pending: set[asyncio.Task[list[Delivery]]] = set()
         self._sent = 0
         self.deliveries: list[Delivery] = []
@@ -271,7 +270,8 @@ class NotificationSender:
         """
         faults = self.faults if faults is None else faults
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        kind = body.get("notification", {}).get("type", "")
+        notification = body.get("notification")
+        kind = notification.get("type") if isinstance(notification, Mapping) else None
         keys = _wrong_keys(self._keys) if faults.bad_signature else self._keys
         header = signature_header(data, keys)
         try:
@@ -283,7 +283,7 @@ class NotificationSender:
         number = self._sent
         self._sent += 1
         task = loop.create_task(
-            self._deliver(number, str(kind), data, header, faults),
+            self._deliver(number, "" if kind is None else str(kind), data, header, faults),
             name=f"fake-cronofy-notification-{number}",
         )
         self._pending.add(task)
@@ -297,21 +297,15 @@ class NotificationSender:
         return list(self.deliveries)
 
     async def aclose(self) -> None:
-        """Finish pending deliveries, then close the HTTP client."""
-        try:
-            await self.drain()
-        finally:
-            if self._client is not None:
-                await self._client.aclose()
-                self._client = None
+        """Finish pending deliveries (nothing else holds resources between deliveries)."""
+        await self.drain()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # trust_env=False: a proxy from the environment must not carry loopback traffic.
-            self._client = httpx.AsyncClient(
-                transport=self._transport, timeout=self._timeout, trust_env=False
-            )
-        return self._client
+        # One client per notification, closed with it: nothing stays open between
+        # deliveries, so an owner that never calls aclose leaks no socket. trust_env=False:
+        # a proxy from the environment must not carry loopback traffic.
+        transport = None if self._transport is None else _Borrowed(self._transport)
+        return httpx.AsyncClient(transport=transport, timeout=self._timeout, trust_env=False)
 
     async def _deliver(
         self, number: int, kind: str, body: bytes, header: str, faults: NotificationFaults
@@ -319,36 +313,48 @@ class NotificationSender:
         if faults.delay:
             await self._clock.sleep(faults.delay)
         made = []
-        for attempt in range(1, faults.repeat + 1):
-            status: int | None = None
-            error: str | None = None
-            try:
-                response = await self._http().post(
-                    self.url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        HEADER: header,
-                        "User-Agent": _USER_AGENT,
-                    },
+        async with self._http() as client:
+            for attempt in range(1, faults.repeat + 1):
+                status: int | None = None
+                error: str | None = None
+                try:
+                    response = await client.post(
+                        self.url,
+                        content=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            HEADER: header,
+                            "User-Agent": _USER_AGENT,
+                        },
+                    )
+                    status = response.status_code
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                delivery = Delivery(
+                    notification=number,
+                    attempt=attempt,
+                    url=self.url,
+                    type=kind,
+                    signed_correctly=not faults.bad_signature,
+                    status_code=status,
+                    error=error,
+                    body=body,
+                    signature=header,
                 )
-                status = response.status_code
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            delivery = Delivery(
-                notification=number,
-                attempt=attempt,
-                url=self.url,
-                type=kind,
-                signed_correctly=not faults.bad_signature,
-                status_code=status,
-                error=error,
-                body=body,
-                signature=header,
-            )
-            self.deliveries.append(delivery)
-            made.append(delivery)
+                self.deliveries.append(delivery)
+                made.append(delivery)
         return made
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """A caller's transport, used but never closed: it outlives each delivery's client."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send through the caller's transport."""
+        return await self._transport.handle_async_request(request)
 
 
 def _wrong_keys(keys: Iterable[Any]) -> tuple[str, ...]:
