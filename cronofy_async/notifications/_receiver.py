@@ -159,7 +159,7 @@ class NotificationReceiver:
         except Exception as error:
             # No message and no traceback text: either may quote the body's personal data.
             logger.error(  # noqa: TRY400 - see above: the exception text is withheld on purpose
-                "notification handler failed on %s for %s: %s raised at %s",
+                "notification handler failed on %r for %s: %s raised at %s",
                 notification.type,
                 _request_id(notification),
                 type(error).__qualname__,
