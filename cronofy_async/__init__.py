@@ -19,6 +19,7 @@ from ._errors import (
     FieldError,
     LockedError,
     NotFoundError,
+    NotificationError,
     PayloadError,
     PaymentRequiredError,
     PermissionDeniedError,
@@ -59,6 +60,7 @@ __all__ = [
     "LockedError",
     "NewSchedulerRequest",
     "NotFoundError",
+    "NotificationError",
     "Outcome",
     "PayloadError",
     "PaymentRequiredError",
@@ -74,8 +76,6 @@ __all__ = [
     "ValidationError",
     "__version__",
 ]
-
-# Let tracebacks and reprs name the public module, as httpx does.
 
 # Let tracebacks and reprs name the public module, as httpx does.
 publish(globals(), __all__, __name__)

@@ -7,6 +7,7 @@ Every one of them derives from `CronofyError`, so one ``except`` catches them al
     ├── ConfigurationError (ValueError)   bad secret / data center / base URL / option
     ├── PayloadError (ValueError)         a request refused before anything was sent
     ├── ClientClosedError (RuntimeError)  the API object (or the view) was closed
+    ├── NotificationError (ValueError)    a push notification body that cannot be read
     └── APIError                          a call that went out; `outcome_unknown` says whether
         │                                 the scheduler request may exist anyway
         ├── APIConnectionError            no usable response (wraps an httpx error)
@@ -48,6 +49,7 @@ __all__ = [
     "FieldError",
     "LockedError",
     "NotFoundError",
+    "NotificationError",
     "PayloadError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -84,6 +86,23 @@ class PayloadError(CronofyError, ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+class NotificationError(CronofyError, ValueError):
+    """
+    A push notification body that cannot be read: not JSON, or without what Cronofy documents.
+
+    `path` names what is wrong in Cronofy's dotted terms, such as ``notification`` or
+    ``notification.triggered_at``; the message starts with it. Neither ever quotes a value
+    from the body, so the message is safe to log.
+    """
+
+    path: str
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
 
 
 class APIError(CronofyError):
