@@ -382,8 +382,7 @@ def scheduler(request: dict[str, Any]) -> dict[str, Any]:
     ("change", "path"),
     [
         (lambda r: r.update(scheduling_request_id=None), f"{SR}.scheduling_request_id"),
-        # The shared model names this one "scheduling_request.minutes" today (reported).
-        (lambda r: r.update(duration={"minutes": "30"}), f"{SR}.minutes"),
+        (lambda r: r.update(duration={"minutes": "30"}), f"{SR}.duration.minutes"),
         (lambda r: r.update(recipients="x"), f"{SR}.recipients"),
         (lambda r: r["event"].update(metadata=[]), f"{SR}.event.metadata"),
         (lambda r: r["event"]["metadata"].update(scheduler="x"), SCHEDULER),

@@ -616,9 +616,8 @@ async def test_under_uvicorn_mounted_under_a_path_in_a_plain_asgi_router() -> No
 
 
 async def test_mounted_in_starlette() -> None:
-    reason = "optional: starlette is not a dependency"
-    applications = pytest.importorskip("starlette.applications", reason=reason)
-    routing = pytest.importorskip("starlette.routing", reason=reason)
+    from starlette import applications, routing
+
     recorder = Recorder()
     mount = routing.Mount("/cronofy", app=NotificationReceiver(SECRET, recorder))
     web = applications.Starlette(routes=[mount])
