@@ -19,7 +19,7 @@ def _secret_values(argv: Sequence[str]) -> list[str]:
     """The values given to any option whose name mentions a secret, however written."""
     found = []
     for position, arg in enumerate(argv):
-        if not arg.startswith("-") or "secret" not in arg.lower():
+        if not arg.startswith("-") or "secr" not in arg.lower():  # "secrt" and such too
             continue
         _, equals, value = arg.partition("=")
         if equals:
@@ -34,6 +34,19 @@ def hide_secrets(message: str, argv: Sequence[str]) -> str:
     for value in sorted(_secret_values(argv), key=len, reverse=True):
         message = message.replace(value, _HIDDEN)
     return message
+
+
+def _without_values(extras: Sequence[str]) -> list[str]:
+    shown = []
+    for position, arg in enumerate(extras):
+        name, equals, _ = arg.partition("=")
+        if arg.startswith("-") and equals:
+            shown.append(f"{name}={_HIDDEN}")
+        elif not arg.startswith("-") and position and extras[position - 1].startswith("-"):
+            shown.append(_HIDDEN)
+        else:
+            shown.append(arg)
+    return shown
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,6 +77,17 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         self._argv = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
+
+    def parse_args(  # type: ignore[override] # the same signature, made explicit
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # Whatever an unknown option was given may be a secret under a misspelt name.
+            self.error(f"unrecognized arguments: {' '.join(_without_values(extras))}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and `message`, secrets hidden, and exit with status 2."""

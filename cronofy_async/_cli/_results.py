@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
@@ -23,10 +24,10 @@ from ._rows import Invite
 __all__ = ["FIELDS", "History", "ResultsError", "ResultsFile", "load_history", "make_record"]
 
 FIELDS: Final = (
-    "run",
     "line",
     "outcome",
     "key",
+    "run",
     "email",
     "display_name",
     "summary",
@@ -41,7 +42,12 @@ FIELDS: Final = (
     "error",
     "duplicate_of",
 )
-"""Every record's fields, in order; those that do not apply are null."""
+"""
+Every record's fields, in order; those that do not apply are null.
+
+The key comes early: should a kill cut a record short, what it was about is likely still there.
+"""
+_TORN_KEY: Final = re.compile(rb'"key": "([0-9a-f]{64})"')
 
 # Outcomes that close a request written ahead as `sending`; the others never open one.
 _SETTLED: Final = frozenset({CREATED, FAILED, UNKNOWN, NOT_SENT})
@@ -149,6 +155,9 @@ def load_history(path: Path) -> History:
             if not isinstance(record, dict):
                 if raw.strip():
                     history.unreadable.append(number)
+                    torn = _TORN_KEY.search(raw)
+                    if torn:  # whatever it said, a request for that key may have left
+                        history.add({"key": torn.group(1).decode(), "outcome": UNKNOWN})
                 continue
             if "outcome" not in record:
                 raise ResultsError(

@@ -172,7 +172,7 @@ def _records(path: Path, jsonl: bool) -> Iterator[tuple[int, dict[str, str] | st
             if not text.strip():
                 continue
             try:
-                data = json.loads(text)
+                data = json.loads(text.rstrip("\r\n"))  # so the column is the line's own
             except json.JSONDecodeError as exc:
                 # Named by its input line once; the decoder's own "line 1 column 5" is noise.
                 yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
@@ -218,12 +218,13 @@ def check_columns(found: Survey, defaults: Defaults) -> list[str]:
     Refused: no email column; a column that is a near miss of a known one (``sumary``); no
     summary and no host anywhere (neither a column nor an option).
     """
-    where = f"{found.path}: " + ("no line has" if found.jsonl else "the header row has")
+
+    def lacks(what: str, article: str = "a") -> str:
+        if found.jsonl:
+            return f"{found.path}: no line has {article} {what} key"
+        return f"{found.path}: the header row has no {what} column"
+
     names = {column_name(name): name for name in found.columns}
-    if "email" not in names:
-        written = ", ".join(found.columns) or "none"
-        hint = "" if found.jsonl else "; the first line must name the columns, as in email,name"
-        raise InputError(f"{where} no 'email' column (found: {written}){hint}")
     given = {COLUMNS[name] for name in names if name in COLUMNS}
     unknown = [name for name in names if name not in COLUMNS]
     # A near miss only of a field nothing else fills: "email2" beside "email" is just ignored.
@@ -236,11 +237,15 @@ def check_columns(found: Survey, defaults: Defaults) -> list[str]:
     if near:
         guesses = "; ".join(f"'{wrong}' (did you mean '{right}'?)" for wrong, right in near.items())
         raise InputError(f"{found.path}: unknown column {guesses}: rename it and run again")
+    if "email" not in names:
+        written = ", ".join(found.columns) or "none"
+        hint = "" if found.jsonl else "; the first line must name the columns, as in email,name"
+        raise InputError(lacks("'email'", "an") + f" (found: {written}){hint}")
     if "summary" not in given and defaults.summary is None:
-        raise InputError(f"{where} no 'summary' column and no --summary TEXT was given")
+        raise InputError(lacks("'summary'") + ", and no --summary TEXT was given")
     if not defaults.has_host and not given & set(_HOST_FIELDS):
         raise InputError(
-            f"{where} no host, group_rule or impersonate column, and none of --host SUB, "
+            f"{lacks('host, group_rule or impersonate')}, and none of --host SUB, "
             "--group-rule ID or --impersonate SUB was given: say who hosts the meetings"
         )
     if unknown:
