@@ -169,16 +169,43 @@ def test_a_bad_byte_late_in_the_file_is_found_before_anything_is_sent(
         ["--CLIENT-SECRET", "sk_live_LEAKME"],
     ],
 )
-async def test_a_secret_on_the_command_line_is_refused_unseen(
-    tmp_path: Path, argv: list[str]
+def test_a_secret_on_the_command_line_is_refused_unseen(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = write_csv(tmp_path / "in.csv", people(1))
-    done = await cli("batch", str(source), "-o", str(tmp_path / "o.jsonl"), *argv)
+    with pytest.raises(SystemExit) as info:
+        main(["batch", "in.csv", "-o", str(tmp_path / "o.jsonl"), *argv])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert "LEAKME" not in captured.out + captured.err
+    if argv[0] == "--client-secret":
+        assert "--client-secret is not accepted: a secret on the command line" in captured.err
+
+
+async def test_a_secret_on_the_real_command_line(tmp_path: Path) -> None:
+    done = await cli("batch", "in.csv", "-o", str(tmp_path / "o"), "--client-secret=sk_LEAKME")
     assert done.status == 2
     assert "LEAKME" not in done.out + done.err
     assert "Traceback" not in done.err
-    if argv[0] == "--client-secret":
-        assert "--client-secret is not accepted" in done.err
+    assert "--client-secret is not accepted" in done.err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"), [(None, "No such file or directory"), (b"\xff\xfe", "not UTF-8 text")]
+)
+def test_an_unreadable_secret_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, says: str
+) -> None:
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_bytes(content)
+    source = write_csv(tmp_path / "in.csv", people(1))
+    line = refused(
+        capsys,
+        *batch(source, tmp_path / "o.jsonl", "--host", "a", "--summary", "x"),
+        "--client-secret-file",
+        str(secret),
+    )
+    assert f"--client-secret-file {secret}: {says}" in line
 
 
 def test_unknown_options_are_echoed_without_their_values(
@@ -235,6 +262,13 @@ def test_the_install_line_comes_from_the_package_metadata(
     monkeypatch.setattr(importlib.metadata, "requires", not_installed)
     assert _requirements("testing") == ["uvicorn>=0.30", "httptools>=0.6"]
     assert missing_extra("demo", "json", "testing") is None
+
+
+def test_demo_rows_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    for rows in ("0", "many"):
+        with pytest.raises(SystemExit):
+            main(["demo", "--rows", rows])
+        assert f"--rows: must be a whole number from 1, not '{rows}'" in capsys.readouterr().err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,11 +17,12 @@ from rich.console import Console
 
 from cronofy_async import AuthenticationError, PaymentRequiredError, PermissionDeniedError
 from cronofy_async._cli._batch_command import NOTES_SHOWN, run_batch
+from cronofy_async._cli._command import run_async
 from cronofy_async._cli._outcomes import Tally
 from cronofy_async._cli._progress import PlainProgress, RichProgress, make_progress
 from cronofy_async._cli._rows import Invite
 from cronofy_async._cli._stops import explain_stop
-from cronofy_async.testing import FakeCronofy, Fault
+from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .cli_support import (
     SECRET,
@@ -104,10 +108,12 @@ def _error(kind: type[AuthenticationError], status: int) -> AuthenticationError:
         (AuthenticationError, 401, "data center than 'uk'"),
         (PaymentRequiredError, 402, "plan does not include the Scheduler API"),
         (PermissionDeniedError, 403, "(group rule sgr_1): the account is not a member"),
+        (PermissionDeniedError, 403, "(host acc_1): the account is not a member"),
     ],
 )
 def test_each_stop_is_explained(kind: type[AuthenticationError], status: int, says: str) -> None:
-    invite = Invite(kind="scheduler_request", data_center="uk", email="a@x.com", group_rule="sgr_1")
+    hosts = {"host": "acc_1"} if "host acc_1" in says else {"group_rule": "sgr_1"}
+    invite = Invite(kind="scheduler_request", data_center="uk", email="a@x.com", **hosts)
     message = explain_stop(_error(kind, status), line=7, invite=invite)
     assert message.startswith(f"stopped: Cronofy answered {status} to line 7, so nothing more")
     assert says in message
@@ -191,3 +197,41 @@ async def test_the_live_bar_on_a_terminal(fake: FakeCronofy, base_url: str, tmp_
     assert "line 2: recipients.email: 'bad' is not a valid email address" in shown
     assert "5 created 0 failed 0 unknown" in shown
     assert "progress:" not in shown
+
+
+@pytest.mark.real_time
+async def test_ctrl_c_twice_accounts_for_every_row(tmp_path: Path) -> None:
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=5))
+    source, output = write_csv(tmp_path / "in.csv", people(50)), tmp_path / "out.jsonl"
+    async with fake.serve() as url:
+        task = asyncio.ensure_future(run(batch_args(*common(source, output, url))))
+        while fake.received < 20:  # noqa: ASYNC110 - polling the fake's counter is the point
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # once: wait for those in flight...
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # ...twice: abandon them
+        status, out, err = await task
+    assert status == 130
+    assert "interrupt again to abandon them" in err
+    counts = summary_counts(out)
+    assert counts == {"unknown": 20, "not_reached": 30}  # abandoned in flight: may exist
+    assert outcomes_of(records(output)) == {"unknown": 20}
+    assert "requests sent in this run: 20" in out
+
+
+def test_the_unreadable_lines_of_a_results_file_are_reported(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    output.write_text('{"line": 2, "outcome": "sen\nnot json\n', encoding="utf-8")
+    source = write_csv(tmp_path / "in.csv", ["bad,B"], header="email,name,phone")
+    argv = common(source, output, "http://127.0.0.1:9")
+    status, _, err = asyncio.run(run(batch_args(*argv)))
+    assert status == 1
+    assert f"{output}: ignoring 2 line(s) that are not records (line 1, 2)" in err
+    assert "ignoring columns this command does not use: phone" in err
+
+
+def test_ctrl_c_outside_the_batch_is_130() -> None:
+    async def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert run_async(interrupted()) == 130

@@ -189,3 +189,14 @@ def test_one_run_at_a_time(tmp_path: Path) -> None:
     first.close()
     second.open()
     second.close()
+
+
+def test_no_results_file_yet(tmp_path: Path) -> None:
+    history = load_history(tmp_path / "none.jsonl")
+    assert history.created("k1") is None
+    assert history.unreadable == []
+
+
+def test_a_key_without_an_email() -> None:
+    # An invalid row may have none; its key is still well defined.
+    assert invite_key({"kind": "scheduler_request"}) != invite_key({**BASE})

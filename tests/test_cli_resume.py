@@ -256,6 +256,9 @@ async def test_kill_9_with_a_record_cut_mid_line_then_resume(tmp_path: Path) -> 
             await asyncio.sleep(0.01)
         first.kill()  # SIGKILL: no chance to write anything more
         await first.wait()
+        cut_off = {r["key"] for r in records(output) if r["outcome"] == "sending"}
+        cut_off -= {r["key"] for r in records(output) if r["outcome"] != "sending"}
+        assert cut_off  # rows whose request was in flight when the process died
         # As if the kill had landed in the middle of writing the last record.
         content = output.read_bytes()
         output.write_bytes(content[: len(content) - 300])
@@ -279,6 +282,7 @@ async def test_kill_9_with_a_record_cut_mid_line_then_resume(tmp_path: Path) -> 
     skipped = {r["email"]: r["outcome"] for r in third_run}
     ledger = invited(fake)
     assert all(email in ledger for email, seen in skipped.items() if seen == "created_before")
+    assert all(r["outcome"] == "unknown_before" for r in third_run if r["key"] in cut_off)
 
 
 async def test_two_runs_on_one_results_file_at_once(

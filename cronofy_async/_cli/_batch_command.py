@@ -194,6 +194,9 @@ class _Run:
         self.notes = _Notes(progress.note, self.id, args.output)
         self.first_line: dict[str, int] = {}
         self.interrupted = False
+        """Ctrl-C (or SIGTERM) once: nothing new is sent."""
+        self.abandoned = False
+        """Twice: the requests in flight are abandoned (and recorded as unknown)."""
         self.stop: _Stop | None = None
 
     def rows(self) -> Iterator[Row]:
@@ -407,6 +410,14 @@ async def _go(
             finally:
                 for result in stream.unfinished:
                     run.record(result, stream.stopped_by)
+    except asyncio.CancelledError:
+        if not run.abandoned:
+            raise
+        # Our own second Ctrl-C cancelled this task to abandon the requests in flight; that
+        # is done and recorded, so the run ends normally, with its summary.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     finally:
         run.tally.close()
         progress.stop()
@@ -436,7 +447,8 @@ def _interrupts(stream: BatchStream, run: _Run) -> Iterator[None]:
                 "(interrupt again to abandon them)"
             )
             stream.stop()
-        elif main is not None:
+        elif main is not None and not run.abandoned:
+            run.abandoned = True
             main.cancel()
 
     installed = []

@@ -24,9 +24,12 @@ DEMO_HOST = "acc_demo_host"
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1, not {text!r}")
     return value
 
 
