@@ -345,3 +345,43 @@ async def test_the_demo_exits_0(tmp_path: Path) -> None:
         in out.getvalue()
     )
     assert outcomes_of(records(tmp_path / "results.jsonl")) == {"created": 80}
+
+
+async def test_the_data_center_is_part_of_the_key_and_the_base_url_is_not(
+    tmp_path: Path,
+) -> None:
+    source, output = write_csv(tmp_path / "in.csv", people(2)), tmp_path / "out.jsonl"
+    first, second = (FakeCronofy([SECRET], rate_limit=None) for _ in range(2))
+    async with first.serve() as url:
+        status, _, _ = await run(batch_args(*common(source, output, url, "--data-center", "uk")))
+    assert status == 0
+    assert {r["data_center"] for r in records(output)} == {"uk"}
+    async with second.serve() as other_url:  # another port: the same invites, in uk
+        status, out, _ = await run(
+            batch_args(*common(source, output, other_url, "--data-center", "uk"))
+        )
+        assert summary_counts(out) == {"created_before": 2}
+        status, out, _ = await run(batch_args(*common(source, output, other_url)))  # us
+        assert summary_counts(out) == {"created": 2}
+    assert (first.created_count, second.created_count) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--data-center", "mars"], "unknown Cronofy data center 'mars'"),
+        (["--per-second", "0"], "per_second"),
+        (["--base-url", "ftp://x"], "must be an absolute http:// or https:// URL"),
+    ],
+)
+async def test_bad_options_are_refused_in_one_line(
+    tmp_path: Path, option: list[str], says: str
+) -> None:
+    source = write_csv(tmp_path / "in.csv", people(1))
+    argv = [*common(source, tmp_path / "o.jsonl", "http://127.0.0.1:9")[:-2], *option]
+    status, out, err = await run(batch_args(*argv, "--plain"))
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert says in err
+    assert not (tmp_path / "o.jsonl").exists()

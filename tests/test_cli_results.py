@@ -82,7 +82,7 @@ def write(path: Path, *lines: dict[str, Any] | str) -> Path:
     return path
 
 
-def rec(outcome: str, k: str = "k1", **more: Any) -> dict[str, Any]:
+def rec(outcome: str, k: str | None = "k1", **more: Any) -> dict[str, Any]:
     return {"line": 2, "outcome": outcome, "key": k, **more}
 
 

@@ -70,20 +70,12 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("parser_class", functools.partial(Parser, root=self._root or self))
         return super().add_subparsers(**kwargs)
 
-    def parse_known_args(  # type: ignore[override] # the same signature, made explicit
-        self,
-        args: Sequence[str] | None = None,
-        namespace: argparse.Namespace | None = None,
-    ) -> tuple[argparse.Namespace, list[str]]:
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
-
-    def parse_args(  # type: ignore[override] # the same signature, made explicit
-        self,
-        args: Sequence[str] | None = None,
-        namespace: argparse.Namespace | None = None,
+    def parse_args(  # type: ignore[override] # no namespace: this CLI never passes one
+        self, args: Sequence[str] | None = None
     ) -> argparse.Namespace:
-        parsed, extras = self.parse_known_args(args, namespace)
+        """Parse `args` (or ``sys.argv``); unknown options are quoted without their values."""
+        self._argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(args)
         if extras:
             # Whatever an unknown option was given may be a secret under a misspelt name.
             self.error(f"unrecognized arguments: {' '.join(_without_values(extras))}")
@@ -91,8 +83,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and `message`, secrets hidden, and exit with status 2."""
-        argv = self._root._argv if self._root is not None else self._argv
-        super().error(hide_secrets(message, [*argv, *self._argv]))
+        argv = (self._root or self)._argv
+        super().error(hide_secrets(message, argv))
 
 
 class RefuseSecret(argparse.Action):
