@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -286,3 +287,27 @@ async def test_a_malformed_jsonl_line_is_named_once(tmp_path: Path) -> None:
     assert message == "line 2: not valid JSON (Expecting value at column 11)"
     invalid = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text("utf-8").splitlines()]
     assert [(r["line"], r["outcome"]) for r in invalid] == [(1, "invalid"), (2, "invalid")]
+
+
+def test_python_dash_m(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["cronofy-async", "--version"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("cronofy_async._cli", run_name="__main__")
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"cronofy-async {__version__}\n"
+
+
+def test_the_fake_server_command_serves_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cronofy_async._cli import _fake_server
+
+    served: list[argparse.Namespace] = []
+
+    def serve(args: argparse.Namespace) -> int:
+        served.append(args)
+        return 0
+
+    monkeypatch.setattr(_fake_server, "run_from_arguments", serve)
+    assert main(["fake-server", "--port", "0"]) == 0
+    assert served[0].port == 0

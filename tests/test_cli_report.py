@@ -201,7 +201,7 @@ async def test_the_live_bar_on_a_terminal(fake: FakeCronofy, base_url: str, tmp_
 
 @pytest.mark.real_time
 async def test_ctrl_c_twice_accounts_for_every_row(tmp_path: Path) -> None:
-    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=5))
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=1))
     source, output = write_csv(tmp_path / "in.csv", people(50)), tmp_path / "out.jsonl"
     async with fake.serve() as url:
         task = asyncio.ensure_future(run(batch_args(*common(source, output, url))))
