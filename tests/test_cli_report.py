@@ -235,3 +235,30 @@ def test_ctrl_c_outside_the_batch_is_130() -> None:
         raise KeyboardInterrupt
 
     assert run_async(interrupted()) == 130
+
+
+async def test_a_results_file_that_cannot_be_written_any_more(
+    fake: FakeCronofy, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cronofy_async._cli._results import ResultsFile
+
+    source, output = write_csv(tmp_path / "in.csv", people(10)), tmp_path / "out.jsonl"
+    write = ResultsFile.write
+    written: list[dict[str, object]] = []
+
+    def full_disk(self: ResultsFile, record: dict[str, object]) -> None:
+        if len(written) == 5:
+            raise OSError(28, "No space left on device")
+        written.append(record)
+        write(self, record)
+
+    monkeypatch.setattr(ResultsFile, "write", full_disk)
+    status, out, err = await run(
+        batch_args(*common(source, output, base_url, "--concurrency", "1"))
+    )
+    assert status == 1
+    assert f"stopped: cannot write {output}: No space left on device" in err
+    assert "Traceback" not in err
+    assert "results:" in out  # the summary still says how far it got
+    # A row's request never leaves before its write-ahead record is written.
+    assert fake.received == sum(1 for r in written if r["outcome"] == "sending")

@@ -372,6 +372,13 @@ async def run_batch(
         return _refuse(err, str(exc))
     try:
         return await _go(args, api, found, defaults, history, results, notes, out, err)
+    except OSError as exc:  # the results file could not be written any more (a full disk)
+        err.write(
+            f"cronofy-async batch: stopped: cannot write {args.output}: "
+            f"{exc.strerror or exc}. The rows whose outcome it lacks may exist: free the space, "
+            "then run the same command again (--resend-unknown only once they are checked)\n"
+        )
+        return EXIT_INCOMPLETE
     finally:
         results.close()
         await api.aclose()

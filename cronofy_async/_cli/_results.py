@@ -193,6 +193,8 @@ def _exclusive(stream: IO[str], path: Path) -> Iterator[None]:
             f"{path}: another cronofy-async batch is using this results file; wait for it to "
             "finish (two runs at once would invite the same people twice)"
         ) from None
+    except OSError:  # pragma: no cover - a file system without locks (some network mounts)
+        pass
     yield
 
 
