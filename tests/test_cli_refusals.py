@@ -178,6 +178,9 @@ def test_a_secret_on_the_command_line_is_refused_unseen(
     assert info.value.code == 2
     captured = capsys.readouterr()
     assert "LEAKME" not in captured.out + captured.err
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("cronofy-async")
+    assert captured.err.endswith(" --help)\n")
     if argv[0] == "--client-secret":
         assert "--client-secret is not accepted: a secret on the command line" in captured.err
 

@@ -82,9 +82,9 @@ class Parser(argparse.ArgumentParser):
         return parsed
 
     def error(self, message: str) -> NoReturn:
-        """Print the usage and `message`, secrets hidden, and exit with status 2."""
-        argv = (self._root or self)._argv
-        super().error(hide_secrets(message, argv))
+        """Say what is wrong in one line, secrets hidden, and exit with status 2."""
+        message = hide_secrets(message, (self._root or self)._argv)
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 class RefuseSecret(argparse.Action):

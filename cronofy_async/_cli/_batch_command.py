@@ -494,7 +494,8 @@ def _summary(run: _Run, out: IO[str]) -> None:
     if not tally.not_done:
         out.write("  done: every row's invite exists, created in this run or an earlier one\n")
     else:
-        out.write(f"  not done: {tally.not_done} rows have no invite, or may not\n")
+        rows = "1 row has" if tally.not_done == 1 else f"{tally.not_done} rows have"
+        out.write(f"  not done: {rows} no invite, or may not\n")
         for hint in _hints(counts, run.id, run.args.output):
             out.write(f"  - {hint}\n")
     out.flush()
