@@ -302,6 +302,18 @@ def test_python_dash_m(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     assert capsys.readouterr().out == f"cronofy-async {__version__}\n"
 
 
+def test_python_dash_m_of_the_fake_server(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["python -m cronofy_async.testing", "--help"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("cronofy_async.testing", run_name="__main__")
+    assert info.value.code == 0
+    assert "--fault KIND=P" in capsys.readouterr().out
+
+
 def test_the_fake_server_command_serves_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
     from cronofy_async._cli import _fake_server
 
