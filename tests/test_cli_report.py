@@ -216,6 +216,9 @@ async def test_ctrl_c_twice_accounts_for_every_row(tmp_path: Path) -> None:
     counts = summary_counts(out)
     assert counts == {"unknown": 20, "not_reached": 30}  # abandoned in flight: may exist
     assert outcomes_of(records(output)) == {"unknown": 20}
+    assert {r["error"] for r in records(output) if r["outcome"] == "unknown"} == {
+        "abandoned in flight by a second interrupt: may exist"
+    }
     assert "requests sent in this run: 20" in out
 
 

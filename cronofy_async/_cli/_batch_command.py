@@ -280,6 +280,8 @@ class _Run:
             error = f"not sent: the batch stopped at line {self.stop.row.line} ({error})"
         elif outcome == NOT_SENT and error is None:
             error = "not sent: interrupted"
+        elif outcome == UNKNOWN and isinstance(result.error, asyncio.CancelledError):
+            error = "abandoned in flight by a second interrupt: may exist"
         if outcome in (FAILED, UNKNOWN) and error is not None:
             self.notes.row(outcome, row.line, f"{outcome}: {error}")
         self._record(
