@@ -8,51 +8,32 @@ import io
 import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cronofy_async._cli import _parser, main
+from cronofy_async._cli import main
 from cronofy_async._cli._batch_command import run_batch
 from cronofy_async._cli._demo import run_demo
+from cronofy_async._cli._outcomes import Tally
 from cronofy_async._cli._progress import PlainProgress, make_progress
-from cronofy_async._cli._rows import Defaults, Row, RowError, read_rows
+from cronofy_async._cli._rows import Defaults, Row, RowError, read_rows, survey
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
-SECRET = "sk_cli_test"
-
-
-def write_csv(path: Path, rows: list[str], header: str = "email,display_name") -> Path:
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
-def people(count: int) -> list[str]:
-    return [f"person{i}@example.com,Person {i}" for i in range(count)]
-
-
-def batch_args(*argv: str) -> argparse.Namespace:
-    return _parser().parse_args(["batch", *argv])
-
-
-def common(source: Path, output: Path, base_url: str, *more: str) -> list[str]:
-    """The options these tests share: one host, one summary, the fake's URL, plain output."""
-    options = ["-o", str(output), "--host", "acc_1", "--summary", "Hi", "--base-url", base_url]
-    return [str(source), *options, "--plain", "--no-pacing", *more]
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def final_states(path: Path) -> dict[int, str]:
-    states: dict[int, str] = {}
-    for record in records(path):
-        states[record["line"]] = record["outcome"]
-    return states
+from .cli_support import (
+    SECRET,
+    batch_args,
+    common,
+    final_states,
+    last_run,
+    outcomes_of,
+    people,
+    records,
+    run,
+    summary_counts,
+    write_csv,
+)
 
 
 @pytest.fixture
@@ -64,12 +45,6 @@ def fake() -> FakeCronofy:
 async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
     async with fake.serve() as url:
         yield url
-
-
-async def run(args: argparse.Namespace) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    status = await run_batch(args, secret=SECRET, out=out, err=err)
-    return status, out.getvalue(), err.getvalue()
 
 
 async def test_a_csv_end_to_end(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
@@ -91,7 +66,8 @@ async def test_a_csv_end_to_end(fake: FakeCronofy, base_url: str, tmp_path: Path
         )
     )
     assert status == 0
-    assert "every row is created" in out
+    assert "done: every row's invite exists" in out
+    assert summary_counts(out) == {"created": 40}
     assert fake.created_count == 40
     assert fake.duplicates() == {}
     created = [r for r in records(output) if r["outcome"] == "created"]
@@ -105,6 +81,7 @@ async def test_a_csv_end_to_end(fake: FakeCronofy, base_url: str, tmp_path: Path
         assert entry.summary == "Hi"
         assert entry.display_name == f"Person {record['line'] - 2}"
     assert "progress: 40/40 rows" in err
+    assert "created 40, failed 0, unknown 0" in err
 
 
 async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
@@ -118,8 +95,11 @@ async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
     status, out, err = await run(batch_args(*common(source, output, base_url)))
     assert status == 1
     assert "line 3: recipients.email: 'not-an-email' is not a valid email address" in err
-    assert final_states(output) == {2: "created", 3: "failed", 5: "created", 6: "created"}
-    assert "bad rows (see the lines above)" in out
+    assert final_states(output) == {2: "created", 3: "invalid", 5: "created", 6: "created"}
+    # The same name and number on the progress line, in the summary and in the file.
+    assert summary_counts(out) == {"created": 3, "invalid": 1} == outcomes_of(records(output))
+    assert "created 3, failed 0, unknown 0, invalid 1" in err
+    assert "fix the invalid rows" in out
     assert fake.created_count == 3
 
 
@@ -172,17 +152,19 @@ async def test_rerunning_resumes(fake: FakeCronofy, base_url: str, tmp_path: Pat
     assert fake.created_count == 9
 
     # Again: nothing to send. Created rows are skipped, unknown ones are not re-sent blindly.
-    status, out, _ = await run(batch_args(*argv))
+    status, out, err = await run(batch_args(*argv))
     assert status == 1
     assert fake.received == 10
-    assert "skipped: created before                                   8" in out
-    assert "skipped: unknown before (--resend-unknown to send)        2" in out
+    assert summary_counts(out) == {"created_before": 8, "unknown_before": 2}
+    assert outcomes_of(last_run(output)) == {"created_before": 8, "unknown_before": 2}
+    assert "0.0 sent/s" in err  # a resumed run's rate counts only what it sent
+    assert "--resend-unknown" in out
 
     # With the explicit flag they are sent again: row 3 now exists twice, as the flag warns.
     status, out, _ = await run(batch_args(*argv, "--resend-unknown"))
     assert status == 0
     assert len(fake.duplicates()) == 1
-    assert set(final_states(output).values()) == {"created"}
+    assert outcomes_of(last_run(output)) == {"created": 2, "created_before": 8}
 
 
 async def test_failed_rows_are_sent_again_on_a_rerun(
@@ -212,48 +194,25 @@ async def test_ctrl_c_then_resume_creates_each_row_exactly_once(tmp_path: Path) 
         while fake.received < 30:  # noqa: ASYNC110 - polling the fake's counter is the point
             await asyncio.sleep(0.01)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, once
-        status, _, err = await task
+        status, out, err = await task
         assert status == 130
         assert "stopping: no new requests" in err
         states = final_states(output)
         assert "unknown" not in states.values()
         assert "sending" not in states.values()
         assert 0 < list(states.values()).count("created") < 200
+        # Every input row is accounted for: those never read are counted as not reached.
+        counts = summary_counts(out)
+        assert sum(counts.values()) == 200
+        assert counts["not_reached"] > 0
+        assert {k: v for k, v in counts.items() if k != "not_reached"} == outcomes_of(
+            records(output)
+        )
 
         status, _out, _ = await run(batch_args(*argv))
     assert status == 0
     assert fake.created_count == 200
     assert fake.duplicates() == {}
-
-
-async def test_kill_9_then_resume_never_sends_a_row_twice(tmp_path: Path) -> None:
-    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=0.2))
-    source = write_csv(tmp_path / "in.csv", people(300))
-    output = tmp_path / "out.jsonl"
-    env = {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET}
-    async with fake.serve() as url:
-        run_cli = "import sys; from cronofy_async._cli import main; sys.exit(main())"
-        argv = ["-c", run_cli, "batch"]
-        argv += common(source, output, url, "--concurrency", "20", "--per-second", "1000")
-        first = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stderr=-3)
-        while fake.received < 60:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        first.kill()  # SIGKILL: no chance to write anything more
-        await first.wait()
-        in_flight = [line for line, state in final_states(output).items() if state == "sending"]
-        assert in_flight  # rows cut off mid-flight
-
-        second = await asyncio.create_subprocess_exec(sys.executable, *argv, env=env, stderr=-3)
-        assert await second.wait() == 1  # the cut-off rows stay unknown: not re-sent blindly
-    assert fake.duplicates() == {}
-    created = {entry.email for entry in fake.created}
-    states = final_states(output)
-    for line in range(2, 302):
-        email = f"person{line - 2}@example.com"
-        if states[line] == "created":
-            assert email in created
-    assert all(states[line] == "sending" for line in in_flight)
-    assert len(created) + len([s for s in states.values() if s == "sending"]) >= 300
 
 
 async def test_no_secret_fails_before_anything(
@@ -262,10 +221,14 @@ async def test_no_secret_fails_before_anything(
     source = write_csv(tmp_path / "in.csv", people(1))
     err = io.StringIO()
     status = await run_batch(
-        batch_args(str(source), "-o", str(tmp_path / "out.jsonl"), "--host", "acc_1"), err=err
+        batch_args(
+            str(source), "-o", str(tmp_path / "out.jsonl"), "--host", "acc_1", "--summary", "x"
+        ),
+        err=err,
     )
     assert status == 2
-    assert "CRONOFY_CLIENT_SECRET" in err.getvalue()
+    assert "no client secret: set CRONOFY_CLIENT_SECRET" in err.getvalue()
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 async def test_secret_from_a_file(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
@@ -322,13 +285,16 @@ async def test_bad_concurrency(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "in.csv", people(1))
     err = io.StringIO()
     status = await run_batch(
-        batch_args(str(source), "-o", str(tmp_path / "o.jsonl"), "--concurrency", "0", "--plain"),
+        batch_args(
+            *common(source, tmp_path / "o.jsonl", "http://127.0.0.1:9", "--concurrency", "0")
+        ),
         secret=SECRET,
         out=io.StringIO(),
         err=err,
     )
     assert status == 2
     assert "concurrency must be" in err.getvalue()
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_rows(tmp_path: Path) -> None:
@@ -342,13 +308,13 @@ def test_rows(tmp_path: Path) -> None:
         '{"email": "c@example.com", "summary": "x"}\n',
         encoding="utf-8",
     )
-    items = list(read_rows(source, Defaults()))
+    items = list(read_rows(survey(source), Defaults()))
     assert isinstance(items[0], Row)
     assert items[0].line == 1
     errors = [(i.line, i.message) for i in items if isinstance(i, RowError)]
-    assert errors[0][0] == 3
-    assert "not valid JSON" in errors[0][1]
-    assert errors[1] == (4, "each line must be a JSON object")
+    # The input line is named once, by the caller; the decoder's "line 1 column 1" is gone.
+    assert errors[0] == (3, "not valid JSON (Expecting value at column 1)")
+    assert errors[1] == (4, "not a JSON object: each line must be one {...}")
     assert errors[2] == (5, "no summary: give a summary column or --summary")
     assert errors[3][0] == 6
     assert errors[3][1].startswith("no host")
@@ -357,13 +323,15 @@ def test_rows(tmp_path: Path) -> None:
 def test_plain_progress_lines() -> None:
     stream = io.StringIO()
     progress = PlainProgress(stream, every=0)
-    progress.start(3)
-    for outcome in ("created", "failed", "unknown"):
-        progress.advance(outcome)
+    tally = Tally(total=4)
+    progress.start(tally)
+    for outcome in ("created", "failed", "unknown", "duplicate"):
+        tally.counts[outcome] += 1
+        progress.update()
     progress.stop()
     last = stream.getvalue().splitlines()[-1]
-    assert last.startswith("progress: 3/3 rows, ")
-    assert last.endswith("created 1, failed 1, unknown 1")
+    assert last.startswith("progress: 4/4 rows, 0.0 sent/s, ")
+    assert last.endswith("created 1, failed 1, unknown 1, duplicate 1")
     assert isinstance(make_progress(plain=True), PlainProgress)
 
 
@@ -376,4 +344,44 @@ async def test_the_demo_exits_0(tmp_path: Path) -> None:
         "The fake created 80 scheduler requests for 80 rows; invites created twice: 0"
         in out.getvalue()
     )
-    assert set(final_states(tmp_path / "results.jsonl").values()) == {"created"}
+    assert outcomes_of(records(tmp_path / "results.jsonl")) == {"created": 80}
+
+
+async def test_the_data_center_is_part_of_the_key_and_the_base_url_is_not(
+    tmp_path: Path,
+) -> None:
+    source, output = write_csv(tmp_path / "in.csv", people(2)), tmp_path / "out.jsonl"
+    first, second = (FakeCronofy([SECRET], rate_limit=None) for _ in range(2))
+    async with first.serve() as url:
+        status, _, _ = await run(batch_args(*common(source, output, url, "--data-center", "uk")))
+    assert status == 0
+    assert {r["data_center"] for r in records(output)} == {"uk"}
+    async with second.serve() as other_url:  # another port: the same invites, in uk
+        status, out, _ = await run(
+            batch_args(*common(source, output, other_url, "--data-center", "uk"))
+        )
+        assert summary_counts(out) == {"created_before": 2}
+        status, out, _ = await run(batch_args(*common(source, output, other_url)))  # us
+        assert summary_counts(out) == {"created": 2}
+    assert (first.created_count, second.created_count) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--data-center", "mars"], "unknown Cronofy data center 'mars'"),
+        (["--per-second", "0"], "per_second"),
+        (["--base-url", "ftp://x"], "must be an absolute http:// or https:// URL"),
+    ],
+)
+async def test_bad_options_are_refused_in_one_line(
+    tmp_path: Path, option: list[str], says: str
+) -> None:
+    source = write_csv(tmp_path / "in.csv", people(1))
+    argv = [*common(source, tmp_path / "o.jsonl", "http://127.0.0.1:9")[:-2], *option]
+    status, out, err = await run(batch_args(*argv, "--plain"))
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert says in err
+    assert not (tmp_path / "o.jsonl").exists()

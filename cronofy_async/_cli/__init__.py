@@ -1,73 +1,46 @@
 """
-The ``cronofy-async`` command.
+The ``cronofy-async`` command: one module per subcommand, each with its ``COMMAND``.
 
-Exit status of ``batch`` and ``demo``: 0 when every row is created (now or in an earlier run),
-1 when some row is not (failed, unknown, not sent, bad, or skipped as unknown), 2 when the
-command could not start, 130 when interrupted.
+Exit status of ``batch`` and ``demo``: 0 when every row's invite exists (created now or in an
+earlier run), 1 when some row's does not or may not, 2 when the command could not start
+(nothing was sent), 130 when interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from collections.abc import Sequence
+from typing import Final
 
-from ._batch_command import EXIT_INTERRUPTED, run_batch
-from ._batch_command import add_arguments as add_batch_arguments
-from ._demo import add_arguments as add_demo_arguments
-from ._demo import run_demo
+from .._version import __version__
+from . import _batch_command, _demo, _fake_server
+from ._args import Parser
+from ._command import Command
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS: Final[tuple[Command, ...]] = (
+    _batch_command.COMMAND,
+    _demo.COMMAND,
+    _fake_server.COMMAND,
+)
+"""Every subcommand, in the order ``--help`` lists them."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> Parser:
+    parser = Parser(
         prog="cronofy-async", description="Cronofy Scheduler API tools from cronofy_async."
     )
+    parser.add_argument("--version", action="version", version=f"cronofy-async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_batch_arguments(
-        commands.add_parser(
-            "batch",
-            help="invite every recipient of a CSV or JSONL file, resumably",
-            description=(
-                "Create one scheduler request per input row. Results are appended to --output "
-                "as they come; re-running the same command resumes: created rows are skipped, "
-                "rows whose outcome is unknown are not re-sent without --resend-unknown. "
-                "The secret comes from CRONOFY_CLIENT_SECRET or --client-secret-file. "
-                "Exit status: 0 every row created, 1 some row not, 2 could not start, "
-                "130 interrupted."
-            ),
-        )
-    )
-    add_demo_arguments(
-        commands.add_parser(
-            "demo",
-            help="run a batch against a fake Cronofy on loopback (needs cronofy-async[cli])",
-            description="Start a fake Cronofy, write a sample input and run the batch on it.",
-        )
-    )
-    from ..testing._cli import add_arguments as add_fake_arguments
-
-    add_fake_arguments(
-        commands.add_parser(
-            "fake-server",
-            help="serve a fake Cronofy on loopback (needs cronofy-async[testing])",
-            description="Serve a fake Cronofy for manual tests and demos.",
-        )
-    )
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cronofy-async`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "fake-server":
-        from ..testing._cli import run_from_arguments
-
-        return run_from_arguments(args)
-    run = run_batch(args) if args.command == "batch" else run_demo(args)
-    try:
-        return asyncio.run(run)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        # Everything that completed, and every row in flight (as unknown), is in the results.
-        return EXIT_INTERRUPTED
+    status: int = args.run(args)
+    return status

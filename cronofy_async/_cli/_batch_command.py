@@ -5,49 +5,81 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import os
+import secrets
 import signal
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
-from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream
+import attrs
+
+from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream, check_concurrency
 from .._client import SECRET_ENV, AsyncSchedulerAPI
 from .._errors import CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
+from ._args import Parser, RefuseSecret
+from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, run_async
+from ._outcomes import (
+    CREATED_BEFORE,
+    DUPLICATE,
+    FAILED,
+    INVALID,
+    NOT_REACHED,
+    NOT_SENT,
+    ROW_OUTCOMES,
+    SENDING,
+    UNKNOWN,
+    UNKNOWN_BEFORE,
+    Tally,
+)
 from ._progress import Progress, make_progress
-from ._results import SENDING, ResultsFile, load_states
-from ._rows import Defaults, Row, RowError, check_header, count_rows, read_rows
+from ._results import History, ResultsError, ResultsFile, make_record
+from ._rows import (
+    Defaults,
+    InputError,
+    Invite,
+    Row,
+    RowError,
+    Survey,
+    check_columns,
+    read_rows,
+    survey,
+)
+from ._stops import explain_stop
 from ._streams import stderr as _stderr
 from ._streams import stdout as _stdout
 
-__all__ = ["EXIT_INCOMPLETE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "add_arguments"]
+__all__ = [
+    "COMMAND",
+    "EXIT_INCOMPLETE",
+    "EXIT_OK",
+    "add_arguments",
+    "parse_batch_arguments",
+    "run_batch",
+]
 
-EXIT_OK = 0
-"""Every row of the input is created (in this run or an earlier one)."""
-EXIT_INCOMPLETE = 1
-"""Some row is not created: failed, unknown, not sent, bad, or skipped as unknown."""
-EXIT_USAGE = 2
-"""The command could not start: bad options, no secret, unreadable input."""
-EXIT_INTERRUPTED = 130
-"""Interrupted (Ctrl-C); everything that completed is in the results file."""
+EXIT_OK: Final = 0
+"""Every row's invite exists: created in this run or an earlier one (or by an identical row)."""
+EXIT_INCOMPLETE: Final = 1
+"""Some row's invite does not exist, or may not: see the summary."""
 
-
-class _RefuseSecretOption(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        parser.error(
-            "--client-secret is not accepted: a secret on the command line lands in shell history "
-            f"and in ps. Set {SECRET_ENV} or pass --client-secret-file PATH."
-        )
+# Per-row messages shown on the terminal, per outcome; the rest are counted, and in the file.
+NOTES_SHOWN: Final = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the batch command's options to `parser`."""
     parser.add_argument("input", type=Path, help="CSV (with a header row) or JSONL of recipients")
     parser.add_argument(
-        "--output", "-o", type=Path, required=True, help="results file (JSONL), appended to"
+        "--output",
+        "-o",
+        type=Path,
+        required=True,
+        help="results file (JSONL), appended to; earlier runs' records in it are resumed",
     )
     parser.add_argument("--data-center", help="us, au, ca, de, sg or uk (default: us)")
     parser.add_argument("--base-url", help="send to this URL instead (a proxy, a fake server)")
@@ -80,80 +112,186 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"read the secret here, not {SECRET_ENV}",
     )
+    parser.add_argument("--client-secret", action=RefuseSecret, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--client-secret", nargs=0, action=_RefuseSecretOption, help=argparse.SUPPRESS
+        "--plain", action="store_true", help="periodic lines, no live bar (when not a terminal)"
     )
-    parser.add_argument("--plain", action="store_true", help="periodic lines, no live bar")
 
 
-def _secret(args: argparse.Namespace) -> str | None:
+def _secret(args: argparse.Namespace) -> str:
     if args.client_secret_file is not None:
-        return str(args.client_secret_file.read_text(encoding="utf-8")).strip()
-    return os.environ.get(SECRET_ENV)
+        try:
+            return str(args.client_secret_file.read_text(encoding="utf-8")).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise InputError(f"--client-secret-file {args.client_secret_file}: {reason}") from None
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    if not secret:
+        raise InputError(
+            f"no client secret: set {SECRET_ENV} or pass --client-secret-file PATH (the secret "
+            "of an Internal Application linked to your Organizational Unit)"
+        )
+    return secret
+
+
+def _run_id() -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+class _Notes:
+    """Per-row messages on the terminal: the first few of each outcome, then a count."""
+
+    def __init__(self, show: Callable[[str], None], run: str, output: Path) -> None:
+        self._show = show
+        self._run = run
+        self._output = output
+        self._counts: Counter[str] = Counter()
+
+    def row(self, outcome: str, line: int, message: str) -> None:
+        self._counts[outcome] += 1
+        if self._counts[outcome] <= NOTES_SHOWN:
+            self._show(f"line {line}: {message}")
+
+    def overflow(self) -> Iterator[str]:
+        for outcome, count in self._counts.items():
+            if count > NOTES_SHOWN:
+                yield (
+                    f"... and {count - NOTES_SHOWN} more {outcome} rows; all of them: jq -c "
+                    f'\'select(.run == "{self._run}" and .outcome == "{outcome}")\' '
+                    f"{self._output}"
+                )
+
+
+@attrs.define
+class _Stop:
+    """The first 401, 402 or 403, and the row it answered."""
+
+    error: BaseException
+    row: Row
 
 
 class _Run:
     """One run of the batch command: what it skipped, sent and learned, row by row."""
 
     def __init__(
-        self, args: argparse.Namespace, results: ResultsFile, progress: Progress, err: IO[str]
+        self,
+        args: argparse.Namespace,
+        found: Survey,
+        defaults: Defaults,
+        history: History,
+        results: ResultsFile,
+        progress: Progress,
     ) -> None:
+        self.id = _run_id()
         self.args = args
+        self.found = found
+        self.defaults = defaults
+        self.history = history
         self.results = results
         self.progress = progress
-        self.err = err
-        self.states = load_states(args.output)
-        self.counts: Counter[str] = Counter()
+        self.tally = Tally(total=found.rows)
+        self.notes = _Notes(progress.note, self.id, args.output)
+        self.first_line: dict[str, int] = {}
         self.interrupted = False
+        """Ctrl-C (or SIGTERM) once: nothing new is sent."""
+        self.abandoned = False
+        """Twice: the requests in flight are abandoned (and recorded as unknown)."""
+        self.stop: _Stop | None = None
 
     def rows(self) -> Iterator[Row]:
-        """The rows to send, lazily; skipped and bad rows are recorded on the way."""
-        defaults = Defaults(
-            summary=self.args.summary,
-            host=self.args.host,
-            group_rule=self.args.group_rule,
-            impersonate=self.args.impersonate,
-        )
-        for item in read_rows(self.args.input, defaults):
-            state = self.states.get(item.line)
-            if state == "created":
-                self._skip("skipped_created")
-                continue
-            if state in ("unknown", SENDING) and not self.args.resend_unknown:
-                self._skip("skipped_unknown")
-                continue
+        """The rows to send, lazily; every other row is recorded on the way."""
+        for item in read_rows(self.found, self.defaults):
             if isinstance(item, RowError):
-                self.err.write(f"line {item.line}: {item.message}\n")
-                self._record(item.line, item.email, "failed", error=item.message)
-                self.counts["bad"] += 1
+                self.notes.row(INVALID, item.line, item.message)
+                self._record(item.line, INVALID, item.invite, None, error=item.message)
                 continue
-            # Recorded before the request can leave: if this process dies mid-flight, a re-run
-            # knows the row may exist and does not send it blindly again.
-            self.results.write({"line": item.line, "email": item.email, "outcome": SENDING})
+            first = self.first_line.setdefault(item.key, item.line)
+            if first != item.line:
+                self.notes.row(
+                    DUPLICATE,
+                    item.line,
+                    f"the same invite as line {first} ({item.invite.email}): sent once, for "
+                    f"line {first}",
+                )
+                self._record(item.line, DUPLICATE, item.invite, item.key, duplicate_of=first)
+                continue
+            if self._skipped(item):
+                continue
             yield item
 
-    def _skip(self, reason: str) -> None:
-        self.counts[reason] += 1
-        self.progress.advance("skipped")
+    def _skipped(self, row: Row) -> bool:
+        created = self.history.created(row.key)
+        if created is not None:
+            earlier = created.get("display_name")
+            if earlier != row.invite.display_name:
+                self.notes.row(
+                    CREATED_BEFORE,
+                    row.line,
+                    f"{row.invite.email} was invited before as {earlier!r} "
+                    f"({created.get('scheduler_request_id')}); the new display name "
+                    f"{row.invite.display_name!r} is not sent: one invite per person",
+                )
+            self._record(
+                row.line,
+                CREATED_BEFORE,
+                row.invite,
+                row.key,
+                scheduler_request_id=created.get("scheduler_request_id"),
+                select_url=created.get("select_url"),
+            )
+            return True
+        if self.history.may_exist(row.key) and not self.args.resend_unknown:
+            self._record(row.line, UNKNOWN_BEFORE, row.invite, row.key)
+            return True
+        return False
+
+    def sending(self, row: Row) -> None:
+        """
+        Write ahead that the row's request is leaving, before it can leave.
+
+        If this process dies with it in flight (a crash, a kill), a re-run knows the invite may
+        exist and does not send it blindly again.
+        """
+        self.tally.sent += 1
+        record = make_record(
+            run=self.id, line=row.line, outcome=SENDING, invite=row.invite, key=row.key
+        )
+        self.results.write(record)
 
     def _record(
-        self, line: int, email: str | None, outcome: str, *, error: str | None = None, **more: Any
+        self, line: int, outcome: str, invite: Invite, key: str | None, **more: Any
     ) -> None:
         self.results.write(
-            {"line": line, "email": email, "outcome": outcome, "error": error, **more}
+            make_record(run=self.id, line=line, outcome=outcome, invite=invite, key=key, **more)
         )
-        self.progress.advance(outcome)
+        self.tally.counts[outcome] += 1
+        self.progress.update()
 
-    def record(self, result: BatchResult[Row, SchedulerRequest]) -> None:
+    def record(
+        self, result: BatchResult[Row, SchedulerRequest], stopped_by: BaseException | None
+    ) -> None:
         """Write one row's outcome, the moment it is known."""
         row = result.request
+        outcome = str(result.outcome)
         created = result.scheduler_request
-        self.counts[str(result.outcome)] += 1
+        error = None if result.error is None else _describe(result.error)
+        if stopped_by is not None and result.error is stopped_by and self.stop is None:
+            self.stop = _Stop(error=stopped_by, row=row)
+        elif outcome == NOT_SENT and self.stop is not None:
+            error = f"not sent: the batch stopped at line {self.stop.row.line} ({error})"
+        elif outcome == NOT_SENT and error is None:
+            error = "not sent: interrupted"
+        elif outcome == UNKNOWN and isinstance(result.error, asyncio.CancelledError):
+            error = "abandoned in flight by a second interrupt: may exist"
+        if outcome in (FAILED, UNKNOWN) and error is not None:
+            self.notes.row(outcome, row.line, f"{outcome}: {error}")
         self._record(
             row.line,
-            row.email,
-            str(result.outcome),
-            error=None if result.error is None else _describe(result.error),
+            outcome,
+            row.invite,
+            row.key,
+            error=error,
             scheduler_request_id=created.scheduler_request_id if created else None,
             select_url=created.select_url if created else None,
             attempts=result.attempts,
@@ -164,18 +302,37 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _sender(
-    api: AsyncSchedulerAPI,
-) -> Callable[[Row, Callable[[], None]], Any]:
+def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], None]], Any]:
     views: dict[str | None, AsyncSchedulerAPI] = {None: api}
 
     async def send(row: Row, on_send: Callable[[], None]) -> SchedulerRequest:
-        view = views.get(row.impersonate)
+        impersonate = row.invite.impersonate
+        view = views.get(impersonate)
         if view is None:
-            view = views[row.impersonate] = api.impersonate(row.impersonate)  # type: ignore[arg-type]
-        return await view._create(row.request, on_send)
+            view = views[impersonate] = api.impersonate(impersonate)  # type: ignore[arg-type]
+        first = True
+
+        def leaving() -> None:  # called just before each attempt goes out
+            nonlocal first
+            if first:
+                first = False
+                run.sending(row)
+            on_send()
+
+        return await view._create(row.request, leaving)
 
     return send
+
+
+def _refuse(err: IO[str], message: str) -> int:
+    err.write(f"cronofy-async batch: {' '.join(message.split())}\n")
+    err.flush()
+    return EXIT_USAGE
+
+
+def _check_output(source: Path, output: Path) -> None:
+    if output.exists() and source.samefile(output):
+        raise InputError(f"{output}: is the input file; give --output another file")
 
 
 async def run_batch(
@@ -188,54 +345,101 @@ async def run_batch(
     """Run the batch command; returns the exit status."""
     out = out if out is not None else _stdout()
     err = err if err is not None else _stderr()
-    if not args.input.is_file():
-        err.write(f"cronofy-async batch: {args.input}: no such file\n")
-        return EXIT_USAGE
+    defaults = Defaults(
+        summary=args.summary,
+        host=args.host,
+        group_rule=args.group_rule,
+        impersonate=args.impersonate,
+    )
+    # Everything that can be refused is refused here, before a request or a record is made.
     try:
-        check_header(args.input)
-        secret = secret or _secret(args)
+        found = survey(args.input)
+        notes = check_columns(found, defaults)
+        check_concurrency(args.concurrency)
+        _check_output(args.input, args.output)
         api = AsyncSchedulerAPI(
-            secret,
+            secret or _secret(args),
             data_center=args.data_center,
             base_url=args.base_url,
             rate_limit=None
             if args.no_pacing
             else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
         )
-    except (CronofyError, ValueError, OSError) as exc:
-        err.write(f"cronofy-async batch: {exc}\n")
-        return EXIT_USAGE
-    total = count_rows(args.input)
+    except (InputError, CronofyError) as exc:
+        return _refuse(err, str(exc))
+    defaults = attrs.evolve(defaults, data_center=api.data_center.value)
+    results = ResultsFile(args.output)
+    try:
+        history = results.open()
+    except ResultsError as exc:
+        await api.aclose()
+        return _refuse(err, str(exc))
+    try:
+        return await _go(args, api, found, defaults, history, results, notes, out, err)
+    except OSError as exc:  # the results file could not be written any more (a full disk)
+        err.write(
+            f"cronofy-async batch: stopped: cannot write {args.output}: "
+            f"{exc.strerror or exc}. The rows whose outcome it lacks may exist: free the space, "
+            "then run the same command again (--resend-unknown only once they are checked)\n"
+        )
+        return EXIT_INCOMPLETE
+    finally:
+        results.close()
+        await api.aclose()
+
+
+async def _go(
+    args: argparse.Namespace,
+    api: AsyncSchedulerAPI,
+    found: Survey,
+    defaults: Defaults,
+    history: History,
+    results: ResultsFile,
+    notes: list[str],
+    out: IO[str],
+    err: IO[str],
+) -> int:
+    if history.unreadable:
+        lines = ", ".join(map(str, history.unreadable[:5]))
+        notes.append(
+            f"{args.output}: ignoring {len(history.unreadable)} line(s) that are not records "
+            f"(line {lines}): a write cut off by a crash or a kill; rows they were about are "
+            "treated as possibly sent"
+        )
+    for note in notes:
+        err.write(f"cronofy-async batch: {note}\n")
     progress = make_progress(err, plain=args.plain)
-    with ResultsFile(args.output) as results:
-        run = _Run(args, results, progress, err)
-        progress.start(total)
-        try:
-            rows: Iterator[Any] = run.rows()  # the stream carries our rows, sent by _sender
-            stream = BatchStream(api, rows, concurrency=args.concurrency, send=_sender(api))
-            with _interrupts(stream, run, err):
-                try:
-                    async for result in stream:
-                        run.record(result)
-                finally:
-                    for result in stream.unfinished:
-                        run.record(result)
-        except CronofyError as exc:  # a bad --concurrency, say: nothing was sent
-            err.write(f"cronofy-async batch: {exc}\n")
-            return EXIT_USAGE
-        finally:
-            progress.stop()
-            await api.aclose()
-            _summary(run, total, args, out)
+    run = _Run(args, found, defaults, history, results, progress)
+    rows: Iterator[Any] = run.rows()  # the stream carries our rows, sent by _sender
+    stream = BatchStream(api, rows, concurrency=args.concurrency, send=_sender(api, run))
+    progress.start(run.tally)
+    try:
+        with _interrupts(stream, run):
+            try:
+                async for result in stream:
+                    run.record(result, stream.stopped_by)
+            finally:
+                for result in stream.unfinished:
+                    run.record(result, stream.stopped_by)
+    except asyncio.CancelledError:
+        if not run.abandoned:
+            raise
+        # Our own second Ctrl-C cancelled this task to abandon the requests in flight; that
+        # is done and recorded, so the run ends normally, with its summary.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    finally:
+        run.tally.close()
+        progress.stop()
+        _report(run, out, err)
     if run.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if _all_created(run.counts) else EXIT_INCOMPLETE
+    return EXIT_INCOMPLETE if run.tally.not_done else EXIT_OK
 
 
 @contextlib.contextmanager
-def _interrupts(
-    stream: BatchStream[Row, SchedulerRequest], run: _Run, err: IO[str]
-) -> Iterator[None]:
+def _interrupts(stream: BatchStream[Row, SchedulerRequest], run: _Run) -> Iterator[None]:
     """
     Handle Ctrl-C (or SIGTERM): once winds down, twice abandons.
 
@@ -249,12 +453,13 @@ def _interrupts(
     def interrupt() -> None:
         if not run.interrupted:
             run.interrupted = True
-            err.write(
-                "\nstopping: no new requests; waiting for those in flight "
-                "(interrupt again to abandon them)\n"
+            run.progress.note(
+                "stopping: no new requests; waiting for those in flight "
+                "(interrupt again to abandon them)"
             )
             stream.stop()
-        elif main is not None:
+        elif main is not None and not run.abandoned:
+            run.abandoned = True
             main.cancel()
 
     installed = []
@@ -269,26 +474,72 @@ def _interrupts(
             loop.remove_signal_handler(signum)
 
 
-def _all_created(counts: Counter[str]) -> bool:
-    return not any(counts[k] for k in ("failed", "unknown", "not_sent", "bad", "skipped_unknown"))
+def _report(run: _Run, out: IO[str], err: IO[str]) -> None:
+    """The per-row overflow and any stop on the terminal, then the summary."""
+    for line in run.notes.overflow():
+        err.write(f"{line}\n")
+    if run.stop is not None:
+        message = explain_stop(run.stop.error, line=run.stop.row.line, invite=run.stop.row.invite)
+        err.write(f"cronofy-async batch: {message}\n")
+    err.flush()
+    _summary(run, out)
 
 
-def _summary(run: _Run, total: int, args: argparse.Namespace, out: IO[str]) -> None:
-    counts = run.counts
-    rows = [
-        ("rows in input", total),
-        ("created now", counts["created"]),
-        ("skipped: created before", counts["skipped_created"]),
-        ("skipped: unknown before (--resend-unknown to send)", counts["skipped_unknown"]),
-        ("failed (not created)", counts["failed"]),
-        ("unknown (may exist: check before re-sending)", counts["unknown"]),
-        ("not sent", counts["not_sent"]),
-        ("bad rows (see the lines above)", counts["bad"]),
-    ]
-    out.write(f"\nresults: {args.output}\n")
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        out.write(f"  {label:<{width}}  {value:>7}\n")
-    verdict = "every row is created" if _all_created(counts) else "some rows are not created"
-    out.write(f"  {verdict}\n")
+def _summary(run: _Run, out: IO[str]) -> None:
+    tally = run.tally
+    counts = tally.counts
+    width = max(len(outcome) for outcome in ROW_OUTCOMES)
+    label_width = max(len(label) for label in ROW_OUTCOMES.values())
+    out.write(f"\nresults: {run.args.output} (run {run.id})\n")
+    out.write(f"  {'rows in input':<{width + label_width + 2}}  {tally.total:>7}\n")
+    for outcome, label in ROW_OUTCOMES.items():
+        out.write(f"  {outcome:<{width}}  {label:<{label_width}}  {counts[outcome]:>7}\n")
+    out.write(f"  requests sent in this run: {tally.sent}\n")
+    if not tally.not_done:
+        out.write("  done: every row's invite exists, created in this run or an earlier one\n")
+    else:
+        rows = "1 row has" if tally.not_done == 1 else f"{tally.not_done} rows have"
+        out.write(f"  not done: {rows} no invite, or may not\n")
+        for hint in _hints(counts, run.id, run.args.output):
+            out.write(f"  - {hint}\n")
     out.flush()
+
+
+def _hints(counts: Counter[str], run: str, output: Path) -> Iterator[str]:
+    if counts[INVALID]:
+        yield "fix the invalid rows (the lines above say what is wrong), then run again"
+    if counts[FAILED] or counts[NOT_SENT] or counts[NOT_REACHED]:
+        yield "run the same command again: failed, not sent and not reached rows are sent"
+    if counts[UNKNOWN] or counts[UNKNOWN_BEFORE]:
+        which = '(.outcome == "unknown" or .outcome == "unknown_before")'
+        yield (
+            "unknown rows may exist: check them in Cronofy before --resend-unknown sends them "
+            f"again; list them: jq -c 'select(.run == \"{run}\" and {which})' {output}"
+        )
+
+
+def parse_batch_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The batch command's options from `argv` (what follows ``cronofy-async batch``)."""
+    parser = Parser(prog="cronofy-async batch")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_async(run_batch(args))
+
+
+COMMAND: Final = Command(
+    name="batch",
+    help="invite every recipient of a CSV or JSONL file, resumably",
+    description=(
+        "Create one scheduler request per input row. Results are appended to --output as they "
+        "come. Re-running resumes by what each row asks for (its key), not its line: a row "
+        "whose invite was created is skipped, one whose outcome is unknown is not re-sent "
+        "without --resend-unknown, and identical rows are sent once. The secret comes from "
+        f"{SECRET_ENV} or --client-secret-file. Exit status: 0 every row's invite exists, "
+        "1 some row's does not or may not, 2 could not start (nothing sent), 130 interrupted."
+    ),
+    add_arguments=add_arguments,
+    run=_run,
+)

@@ -5,23 +5,37 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import tempfile
 from pathlib import Path
 from typing import IO
 
-from ._batch_command import run_batch
+from ._batch_command import parse_batch_arguments, run_batch
+from ._command import EXIT_USAGE, Command, run_async
+from ._extras import missing_extra
+from ._streams import stderr as _stderr
 from ._streams import stdout as _stdout
 
-__all__ = ["add_arguments", "run_demo"]
+__all__ = ["COMMAND", "add_arguments", "run_demo"]
 
 _FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"]
 _LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
 DEMO_HOST = "acc_demo_host"
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1, not {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to `parser`."""
-    parser.add_argument("--rows", type=int, default=300, help="recipients to invite (300)")
+    parser.add_argument("--rows", type=_positive, default=300, help="recipients to invite (300)")
     parser.add_argument(
         "--workdir", type=Path, help="keep the sample input and results here (default: a temp dir)"
     )
@@ -43,6 +57,10 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     from ..testing import FakeCronofy, Faults
 
     out = out if out is not None else _stdout()
+    missing = missing_extra("demo", "uvicorn", "testing")
+    if missing is not None:
+        _stderr().write(f"{missing}\n")
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="cronofy-demo-") as temporary:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -52,31 +70,16 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         # Cronofy's own rate limits, and an occasional 429 to show a safe retry.
         fake = FakeCronofy(members=[DEMO_HOST], faults=Faults(seed=7, rate_limited=0.01))
         async with fake.serve() as base_url:
+            argv = [str(sample), "--output", str(results), "--host", DEMO_HOST]
+            argv += ["--summary", "Demo: pick a time", "--base-url", base_url]
             out.write(
                 f"A fake Cronofy is listening on {base_url} (50 requests/s, 500/min, "
                 "an occasional 429).\n"
                 f"Inviting the {args.rows} recipients of {sample}, one scheduler request each:\n"
-                f"  cronofy-async batch {sample} --output {results} --host {DEMO_HOST} "
-                f"--summary 'Demo: pick a time' --base-url {base_url}\n\n"
+                f"  cronofy-async batch {shlex.join(argv)}\n\n"
             )
             out.flush()
-            batch = argparse.Namespace(
-                input=sample,
-                output=results,
-                data_center=None,
-                base_url=base_url,
-                host=DEMO_HOST,
-                group_rule=None,
-                impersonate=None,
-                summary="Demo: pick a time",
-                concurrency=20,
-                per_second=50,
-                per_minute=500,
-                no_pacing=False,
-                resend_unknown=False,
-                client_secret_file=None,
-                plain=args.plain,
-            )
+            batch = parse_batch_arguments([*argv, "--plain"] if args.plain else argv)
             status = await run_batch(batch, secret=fake.secret, out=out)
         with results.open(encoding="utf-8") as stream:
             example = next(
@@ -89,3 +92,12 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
             f"A line of the results file:\n  {example.strip()}\n"
         )
     return status
+
+
+COMMAND = Command(
+    name="demo",
+    help="run a batch against a fake Cronofy on loopback (needs uvicorn: the 'testing' extra)",
+    description="Start a fake Cronofy, write a sample input and run the batch command on it.",
+    add_arguments=add_arguments,
+    run=lambda args: run_async(run_demo(args)),
+)

@@ -1,8 +1,9 @@
-"""Reading the batch command's input: CSV with a header row, or JSON Lines."""
+"""Reading the batch command's input: CSV with a header row, or JSON Lines, in UTF-8."""
 
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -12,10 +13,23 @@ import attrs
 
 from .._errors import CronofyError
 from .._payload import Event, GroupRule, Host, NewSchedulerRequest, Recipient
+from ._key import SCHEDULER_REQUEST, invite_key
 
-__all__ = ["COLUMNS", "Defaults", "Row", "RowError", "count_rows", "read_rows"]
+__all__ = [
+    "COLUMNS",
+    "Defaults",
+    "InputError",
+    "Invite",
+    "Row",
+    "RowError",
+    "Survey",
+    "check_columns",
+    "column_name",
+    "read_rows",
+    "survey",
+]
 
-# Accepted column names (case-insensitive) and what each fills in.
+# Accepted column names (after `column_name`) and the field each fills in.
 COLUMNS: Final[Mapping[str, str]] = {
     "email": "email",
     "display_name": "display_name",
@@ -27,141 +41,269 @@ COLUMNS: Final[Mapping[str, str]] = {
     "scheduler_group_rule": "group_rule",
     "impersonate": "impersonate",
 }
+_HOST_FIELDS: Final = ("host", "group_rule", "impersonate")
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+class InputError(ValueError):
+    """The input cannot be used at all; the message is one line, naming the file."""
+
+
+def column_name(name: str) -> str:
+    """A column name as matched: case, surrounding spaces, inner spaces and hyphens ignored."""
+    return "_".join(name.strip().lower().replace("-", " ").split())
 
 
 @attrs.frozen(kw_only=True)
 class Defaults:
-    """What the command line says for every row that does not say otherwise."""
+    """What applies to every row that does not say otherwise."""
 
     summary: str | None = None
     host: str | None = None
     group_rule: str | None = None
     impersonate: str | None = None
+    data_center: str = "us"
+    """Where every row is sent (part of each row's key)."""
+    kind: str = SCHEDULER_REQUEST
+    """What every row creates (part of each row's key)."""
+
+    @property
+    def has_host(self) -> bool:
+        """Whether the command line names a host in one of the three ways."""
+        return any((self.host, self.group_rule, self.impersonate))
+
+
+@attrs.frozen(kw_only=True)
+class Invite:
+    """What one row asks for, defaults applied: the fields its key and its records carry."""
+
+    kind: str
+    data_center: str
+    email: str | None
+    display_name: str | None = None
+    summary: str | None = None
+    host: str | None = None
+    group_rule: str | None = None
+    impersonate: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The row's resume key (see `invite_key`): the display name is not part of it."""
+        return invite_key(
+            {
+                "kind": self.kind,
+                "data_center": self.data_center,
+                "email": self.email,
+                "host": self.host,
+                "group_rule": self.group_rule,
+                "impersonate": self.impersonate,
+                "summary": self.summary,
+            }
+        )
 
 
 @attrs.frozen(kw_only=True)
 class Row:
-    """One good input row: where it is, who it invites and as whom."""
+    """One good input row: where it is, what it asks for, and the request that does it."""
 
     line: int
     """Its line number in the input file, from 1 (the header of a CSV is line 1)."""
-    email: str
+    invite: Invite
     request: NewSchedulerRequest
-    impersonate: str | None
+    key: str
 
 
 @attrs.frozen(kw_only=True)
 class RowError:
-    """One bad input row, with its line number and what is wrong."""
+    """One bad input row, with its line number, what it says, and what is wrong."""
 
     line: int
-    email: str | None
+    invite: Invite
     message: str
 
 
-def is_jsonl(path: Path) -> bool:
+@attrs.frozen(kw_only=True)
+class Survey:
+    """A first read of the whole input, before anything is sent."""
+
+    path: Path
+    jsonl: bool
+    rows: int
+    """Rows to process: CSV records after the header, non-blank JSONL lines."""
+    columns: tuple[str, ...]
+    """Column names as written: the CSV header, or every key some JSONL object has."""
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines as text; a byte that is not UTF-8 stops it with the line it is on."""
+    try:
+        with path.open("rb") as stream:
+            for number, raw in enumerate(stream, start=1):
+                try:
+                    yield (raw.removeprefix(_BOM) if number == 1 else raw).decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(
+                        f"{path}: line {number} is not UTF-8 text (byte "
+                        f"0x{raw[exc.start]:02x}); save the file as UTF-8 (in Excel: "
+                        "'CSV UTF-8') and run again"
+                    ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+
+
+def _is_jsonl(path: Path) -> bool:
     """JSON Lines by extension, else by whether the first character opens an object."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
         return True
-    if path.suffix.lower() == ".csv":
+    if suffix == ".csv":
         return False
-    with path.open(encoding="utf-8-sig") as stream:
-        for line in stream:
-            if line.strip():
-                return line.lstrip().startswith("{")
+    for line in _text_lines(path):
+        if line.strip():
+            return line.lstrip().startswith("{")
     return False
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, str] | str]]:
+def _records(path: Path, jsonl: bool) -> Iterator[tuple[int, dict[str, str] | str]]:
     """Yield ``(line, fields)``, or ``(line, problem)`` for a line that cannot be read."""
-    with path.open(encoding="utf-8-sig", newline="") as stream:
-        if is_jsonl(path):
-            for number, text in enumerate(stream, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    data = json.loads(text)
-                except ValueError as exc:
-                    yield number, f"not valid JSON: {exc}"
-                    continue
-                if not isinstance(data, dict):
-                    yield number, "each line must be a JSON object"
-                    continue
-                yield number, {str(k): "" if v is None else str(v) for k, v in data.items()}
-            return
-        reader = csv.DictReader(stream)
+    lines = _text_lines(path)
+    if jsonl:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text.rstrip("\r\n"))  # so the column is the line's own
+            except json.JSONDecodeError as exc:
+                # Named by its input line once; the decoder's own "line 1 column 5" is noise.
+                yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if not isinstance(data, dict):
+                yield number, "not a JSON object: each line must be one {...}"
+                continue
+            yield number, {str(k): "" if v is None else str(v) for k, v in data.items()}
+        return
+    reader = csv.DictReader(lines)
+    try:
         for fields in reader:
-            if not any((value or "").strip() for value in fields.values()):
+            if not any((value or "").strip() for value in fields.values() if value is not None):
                 continue
             yield reader.line_num, {k or "": v or "" for k, v in fields.items() if k is not None}
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
 
 
-def _build(fields: Mapping[str, str], defaults: Defaults) -> tuple[NewSchedulerRequest, str | None]:
+def survey(path: Path) -> Survey:
+    """Read the whole input once: refuse one that cannot be used, count its rows."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an input file")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    jsonl = _is_jsonl(path)
+    rows = 0
+    columns: dict[str, None] = {}
+    if not jsonl:
+        header = next(csv.reader(_text_lines(path)), [])
+        columns = dict.fromkeys(name for name in header if name.strip())
+    for _, fields in _records(path, jsonl):
+        rows += 1
+        if jsonl and not isinstance(fields, str):
+            columns.update(dict.fromkeys(name for name in fields if name.strip()))
+    return Survey(path=path, jsonl=jsonl, rows=rows, columns=tuple(columns))
+
+
+def check_columns(found: Survey, defaults: Defaults) -> list[str]:
+    """
+    Refuse an input no row of which could be sent; return notes on columns it ignores.
+
+    Refused: no email column; a column that is a near miss of a known one (``sumary``); no
+    summary and no host anywhere (neither a column nor an option).
+    """
+
+    def lacks(what: str, article: str = "a") -> str:
+        if found.jsonl:
+            return f"{found.path}: no line has {article} {what} key"
+        return f"{found.path}: the header row has no {what} column"
+
+    names = {column_name(name): name for name in found.columns}
+    given = {COLUMNS[name] for name in names if name in COLUMNS}
+    unknown = [name for name in names if name not in COLUMNS]
+    # A near miss only of a field nothing else fills: "email2" beside "email" is just ignored.
+    missing = [name for name, field in COLUMNS.items() if field not in given]
+    near = {
+        names[name]: match[0]
+        for name in unknown
+        if (match := difflib.get_close_matches(name, missing, n=1, cutoff=0.8))
+    }
+    if near:
+        guesses = "; ".join(f"'{wrong}' (did you mean '{right}'?)" for wrong, right in near.items())
+        raise InputError(f"{found.path}: unknown column {guesses}: rename it and run again")
+    if "email" not in names:
+        written = ", ".join(found.columns) or "none"
+        hint = "" if found.jsonl else "; the first line must name the columns, as in email,name"
+        raise InputError(lacks("'email'", "an") + f" (found: {written}){hint}")
+    if "summary" not in given and defaults.summary is None:
+        raise InputError(lacks("'summary'") + ", and no --summary TEXT was given")
+    if not defaults.has_host and not given & set(_HOST_FIELDS):
+        raise InputError(
+            f"{lacks('host, group_rule or impersonate')}, and none of --host SUB, "
+            "--group-rule ID or --impersonate SUB was given: say who hosts the meetings"
+        )
+    if unknown:
+        ignored = ", ".join(names[name] for name in unknown)
+        return [f"{found.path}: ignoring columns this command does not use: {ignored}"]
+    return []
+
+
+def _values(fields: Mapping[str, str]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, value in fields.items():
-        target = COLUMNS.get(name.strip().lower())
+        target = COLUMNS.get(column_name(name))
         if target and value.strip():
             values[target] = value.strip()
-    summary = values.get("summary", defaults.summary)
-    if summary is None:
-        raise ValueError("no summary: give a summary column or --summary")
-    host = values.get("host")
-    rule = values.get("group_rule")
-    impersonate = values.get("impersonate")
-    if host is None and rule is None and impersonate is None:
-        host, rule, impersonate = defaults.host, defaults.group_rule, defaults.impersonate
-    request = NewSchedulerRequest(
-        host=Host(sub=host) if host else None,
-        scheduler_group_rule=GroupRule(id=rule) if rule else None,
-        recipients=[
-            Recipient(email=values.get("email", ""), display_name=values.get("display_name"))
-        ],
-        event=Event(summary=summary),
+    return values
+
+
+def _invite(values: Mapping[str, str], defaults: Defaults) -> Invite:
+    hosts = {name: values.get(name) for name in _HOST_FIELDS}
+    if not any(hosts.values()):
+        hosts = {name: getattr(defaults, name) for name in _HOST_FIELDS}
+    return Invite(
+        kind=defaults.kind,
+        data_center=defaults.data_center,
+        email=values.get("email"),
+        display_name=values.get("display_name"),
+        summary=values.get("summary", defaults.summary),
+        **hosts,
     )
-    if request.host is None and request.scheduler_group_rule is None and impersonate is None:
+
+
+def _request(invite: Invite) -> NewSchedulerRequest:
+    if invite.summary is None:
+        raise ValueError("no summary: give a summary column or --summary")
+    if not any((invite.host, invite.group_rule, invite.impersonate)):
         raise ValueError(
             "no host: give a host, group_rule or impersonate column, "
             "or --host, --group-rule or --impersonate"
         )
-    return request, impersonate
+    return NewSchedulerRequest(
+        host=Host(sub=invite.host) if invite.host else None,
+        scheduler_group_rule=GroupRule(id=invite.group_rule) if invite.group_rule else None,
+        recipients=[Recipient(email=invite.email or "", display_name=invite.display_name)],
+        event=Event(summary=invite.summary),
+    )
 
 
-def read_rows(path: Path, defaults: Defaults) -> Iterator[Row | RowError]:
+def read_rows(found: Survey, defaults: Defaults) -> Iterator[Row | RowError]:
     """Each row of the input as a `Row` to send or a `RowError` to report, lazily."""
-    for line, fields in _records(path):
+    for line, fields in _records(found.path, found.jsonl):
         if isinstance(fields, str):
-            yield RowError(line=line, email=None, message=fields)
+            blank = Invite(kind=defaults.kind, data_center=defaults.data_center, email=None)
+            yield RowError(line=line, invite=blank, message=fields)
             continue
-        email = fields.get("email") or next(
-            (v for k, v in fields.items() if k.strip().lower() == "email"), None
-        )
+        invite = _invite(_values(fields), defaults)
         try:
-            request, impersonate = _build(fields, defaults)
+            request = _request(invite)
         except (CronofyError, ValueError) as exc:
-            yield RowError(line=line, email=email, message=str(exc))
+            yield RowError(line=line, invite=invite, message=str(exc))
             continue
-        yield Row(
-            line=line,
-            email=request.recipients[0].email,
-            request=request,
-            impersonate=impersonate,
-        )
-
-
-def count_rows(path: Path) -> int:
-    """How many rows the input holds (for the progress bar), without building them."""
-    return sum(1 for _ in _records(path))
-
-
-def check_header(path: Path) -> None:
-    """Refuse a CSV input without an email column, before anything is sent."""
-    if is_jsonl(path):
-        return
-    with path.open(encoding="utf-8-sig", newline="") as stream:
-        header = next(csv.reader(stream), [])
-    names = {name.strip().lower() for name in header}
-    if "email" not in names:
-        raise ValueError(
-            f"{path}: the header row has no 'email' column (found: {', '.join(header) or 'none'}); "
-            f"known columns: {', '.join(sorted(COLUMNS))}"
-        )
+        yield Row(line=line, invite=invite, request=request, key=invite.key)
