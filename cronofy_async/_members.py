@@ -9,9 +9,9 @@ function, so every rule below is tested without a network:
 - a ``next_page`` link is followed only if it points at the same origin and endpoint as the
   base URL: the bearer token is never sent anywhere else (another link falls back to
   ``page=``);
-- paging stops, with a warning logged, on a page seen before (same page number, same link or
-  same items), so a server that repeats itself cannot loop the client forever; and on an
-  empty page.
+- paging stops, with a warning logged, when a page comes again: the same items (not yielded
+  twice), the same page number, or a link followed before; a server that repeats itself cannot
+  loop the client forever. An empty page ends the listing too.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "Page",
     "list_operation",
     "next_step",
+    "repeated",
     "resolve_link",
     "structure_member",
     "structure_resource",
@@ -258,22 +259,36 @@ class _Seen:
     contents: set[tuple[Hashable, ...]] = attrs.Factory(set)
 
 
+def repeated(page: Page[Any], *, endpoint: str, seen: _Seen) -> bool:
+    """
+    Whether `page` holds exactly the items of a page already read (recorded in `seen`).
+
+    Its items are then not yielded again and the listing ends: a server that serves the same
+    page forever would otherwise loop the client forever.
+    """
+    if page.items and page.keys in seen.contents:
+        logger.warning("stopped paging %s: the server answered a page seen before", endpoint)
+        return True
+    seen.contents.add(page.keys)
+    return False
+
+
 def next_step(
     page: Page[Any], *, endpoint: str, seen: _Seen
 ) -> tuple[int | None, str | None] | None:
     """
     Where to go after `page`: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``.
 
-    ``None`` when the listing is over, or when going on would loop. `endpoint` is the full URL
-    of the list on the base URL; `seen` is updated.
+    ``None`` when the listing is over, or when going on could loop (a page number answered
+    before, a link followed before). `endpoint` is the full URL of the list on the base URL;
+    `seen` is updated.
     """
     if not page.items:
         return None
-    if page.keys in seen.contents or (page.current is not None and page.current in seen.pages):
-        logger.warning("stopped paging %s: the server answered a page seen before", endpoint)
-        return None
-    seen.contents.add(page.keys)
     if page.current is not None:
+        if page.current in seen.pages:
+            logger.warning("stopped paging %s: page %d came twice", endpoint, page.current)
+            return None
         seen.pages.add(page.current)
     if page.next_page is not None:
         link = resolve_link(page.next_page, endpoint)
@@ -291,7 +306,7 @@ def next_step(
     if page.current is None or page.total is None or page.current >= page.total:
         return None
     if page.current + 1 in seen.pages:
-        logger.warning("stopped paging %s: page %d was answered before", endpoint, page.current)
+        logger.warning("stopped paging %s: page %d came before", endpoint, page.current + 1)
         return None
     return page.current + 1, None
 
@@ -339,6 +354,8 @@ class Members(Calls):
         operation = list_operation(path, read)
         while True:
             page = await self._call(operation)
+            if repeated(page, endpoint=endpoint, seen=seen):
+                return
             for item in page.items:
                 yield item
             step = next_step(page, endpoint=endpoint, seen=seen)

@@ -140,7 +140,7 @@ def structure_scheduling_request(
     minutes = (
         None
         if duration is None
-        else _opt(path, _mapping(f"{path}.duration", duration), "minutes", int)
+        else _opt(f"{path}.duration", _mapping(f"{path}.duration", duration), "minutes", int)
     )
     recipients = data.get("recipients") or ()
     if not isinstance(recipients, list | tuple):
