@@ -1,4 +1,4 @@
-"""Selection rules against respx: the id in the URL checked, the PATCH body pinned, the diff read."""
+"""Selection rules against respx: the id in the URL checked, the PATCH pinned, the diff read."""
 
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ async def test_an_update_that_keeps_failing_may_have_been_applied(
 async def test_an_update_that_timed_out_may_have_been_applied(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
-    answers: list[Any] = [httpx.ReadTimeout("slow"), httpx.Response(404)]
+    answers: list[httpx.Response | Exception] = [httpx.ReadTimeout("slow"), httpx.Response(404)]
 
     def respond(request: httpx.Request) -> httpx.Response:
         outcome = answers.pop(0)
