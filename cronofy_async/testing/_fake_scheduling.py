@@ -207,6 +207,11 @@ class FakeScheduling:
     _members: frozenset[str] | None
     _select_url_base: str
 
+    scheduling_requests: list[SchedulingEntry]
+    """Every scheduling request created, in order; entries change as they are acted on."""
+    selection_rules: dict[str, FakeSelectionRule] | None
+    """The selection rules as they are now (``None``: any ``sel_`` sub is a valid host)."""
+
     def _init_scheduling(
         self,
         *,
@@ -220,10 +225,8 @@ class FakeScheduling:
         ]
         self._resource_list = [(sub, name or sub) for sub, name in _named("resources", resources)]
         self._page_size = _page_size(page_size)
-        self.selection_rules: dict[str, FakeSelectionRule] | None = _rules(selection_rules)
-        """The selection rules as they are now (``None``: any ``sel_`` sub is a valid host)."""
-        self.scheduling_requests: list[SchedulingEntry] = []
-        """Every scheduling request created, in order; entries change as they are acted on."""
+        self.selection_rules = _rules(selection_rules)
+        self.scheduling_requests = []
         self._by_id: dict[str, SchedulingEntry] = {}
         self._scheduling_sequence = itertools.count()
         self._on_slot_selected: list[Callable[[dict[str, Any]], None]] = []
