@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
+from . import _cancel, _members, _query
 from ._batch_command import EXIT_INTERRUPTED, run_batch
 from ._batch_command import add_arguments as add_batch_arguments
 from ._demo import add_arguments as add_demo_arguments
@@ -46,6 +48,29 @@ def _parser() -> argparse.ArgumentParser:
             description="Start a fake Cronofy, write a sample input and run the batch on it.",
         )
     )
+    _query.add_arguments(
+        commands.add_parser(
+            "query",
+            help="what became of scheduling requests (did the recipient pick a time?)",
+            description="Query scheduling requests by id. Exit status: 0 every id found, "
+            "1 some id not found or a query failed, 2 could not start.",
+        )
+    )
+    _cancel.add_arguments(
+        commands.add_parser(
+            "cancel",
+            help="cancel scheduling requests (safe to run again)",
+            description="Cancel scheduling requests by id; cancelling twice is not an error. "
+            "Exit status: 0 every id cancelled, 1 some id not, 2 could not start.",
+        )
+    )
+    _members.add_arguments(
+        commands.add_parser(
+            "members",
+            help="list the Organizational Unit's members (or --resources)",
+            description="List who can host, over every page: a table, or --json lines.",
+        )
+    )
     from ..testing._cli import add_arguments as add_fake_arguments
 
     add_fake_arguments(
@@ -65,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..testing._cli import run_from_arguments
 
         return run_from_arguments(args)
-    run = run_batch(args) if args.command == "batch" else run_demo(args)
+    run: Coroutine[Any, Any, int]
+    if getattr(args, "run", None) is not None:  # query, cancel, members
+        run = args.run(args)
+    else:
+        run = run_batch(args) if args.command == "batch" else run_demo(args)
     try:
         return asyncio.run(run)
     except (KeyboardInterrupt, asyncio.CancelledError):
