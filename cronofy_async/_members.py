@@ -238,15 +238,16 @@ def resolve_link(link: str, endpoint: str) -> str | None:
     try:
         here = httpx.URL(endpoint)
         target = here.join(link)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        # Raw, not decoded: decoding a hostile host name (IDNA) can itself raise.
+        same = (
+            target.scheme == here.scheme
+            and target.raw_host.lower() == here.raw_host.lower()
+            and target.port == here.port
+            and target.userinfo == here.userinfo
+            and target.path == here.path
+        )
+    except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError is a ValueError
         return None
-    same = (
-        target.scheme == here.scheme
-        and target.host == here.host
-        and target.port == here.port
-        and target.userinfo == here.userinfo
-        and target.path == here.path
-    )
     return str(target) if same else None
 
 
@@ -294,9 +295,8 @@ def next_step(
         link = resolve_link(page.next_page, endpoint)
         if link is None:
             # Following it would send the bearer token to whoever the link names.
-            logger.warning(
-                "ignored pages.next_page %r: not %s on the base URL", page.next_page, endpoint
-            )
+            # Nor is the link logged: a hostile server may have put anything in it.
+            logger.warning("ignored pages.next_page: not %s on the base URL", endpoint)
         elif link in seen.links:
             logger.warning("stopped paging %s: next_page points at a page seen before", endpoint)
             return None
@@ -350,7 +350,7 @@ class Members(Calls):
         read: Callable[[bytes, Callable[[], httpx.Response], ClientSecret | None], Page[T]],
     ) -> AsyncIterator[T]:
         endpoint = self._base_url + path
-        seen = _Seen()
+        seen = _Seen(links={endpoint})  # a link back to the first page is a loop too
         operation = list_operation(path, read)
         while True:
             page = await self._call(operation)

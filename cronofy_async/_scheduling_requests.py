@@ -282,6 +282,8 @@ def check_ids(ids: Iterable[str]) -> list[str]:
 
 
 def _structure_answer(asked: Sequence[str]) -> Callable[[Any], list[SchedulingRequest]]:
+    wanted = set(asked)
+
     def structure(value: Any) -> list[SchedulingRequest]:
         if not isinstance(value, list):
             raise TypeError(f"scheduling_requests: expected a list, got {type(value).__name__}")
@@ -291,10 +293,13 @@ def _structure_answer(asked: Sequence[str]) -> Callable[[Any], list[SchedulingRe
             # Documented as {"scheduling_request": {...}}; a bare object is read as well.
             if isinstance(item, Mapping) and "scheduling_request" in item:
                 item, path = item["scheduling_request"], f"{path}.scheduling_request"
+            request_id = item.get("scheduling_request_id") if isinstance(item, Mapping) else None
+            if isinstance(request_id, str) and (request_id not in wanted or request_id in found):
+                # An answer about an id nobody asked for (or a second one) is not passed on,
+                # nor read: whatever it holds is no reason to fail the query.
+                continue
             request = structure_scheduling_request(item, path)
-            found.setdefault(request.scheduling_request_id, request)
-        # What was asked, in the order asked: an id Cronofy did not answer for is left out, and
-        # an answer about an id nobody asked for is not passed on as if it had been.
+            found[request.scheduling_request_id] = request
         return [found[i] for i in asked if i in found]
 
     return structure

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ from cronofy_async import (
     NewSchedulingRequest,
     Recipient,
 )
-from cronofy_async._cli import _cancel, _members, _parser, _query, main
+from cronofy_async._cli import _connect, _parser, main
 from cronofy_async._cli._cancel import run_cancel
 from cronofy_async._cli._members import run_members
 from cronofy_async._cli._query import run_query
 from cronofy_async.testing import FakeCronofy, Fault
+from cronofy_async.testing._fake import IN_PROCESS_URL
 
 from .helpers import FakeClock, use_clock
 
@@ -35,17 +36,16 @@ Runner = Callable[..., Awaitable[int]]
 
 
 @pytest.fixture(autouse=True)
-def _virtual_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The commands pace and back off like any API object: on virtual time here.
-    for module in (_query, _cancel, _members):
-        real = module.open_api
+def _in_process(monkeypatch: pytest.MonkeyPatch, fake: FakeCronofy) -> None:
+    # Everything the commands decide (secret, data center, base URL, pace) stays theirs; only
+    # the transport is the fake's, in process, and time is virtual.
+    def build(secret: str | None, **options: Any) -> AsyncSchedulerAPI:
+        api = AsyncSchedulerAPI(secret, http_client=fake.client(), **options)
+        api._shared.owns_http = True
+        use_clock(api, FakeClock())
+        return api
 
-        def on_fake_clock(*args: Any, _real: Any = real, **options: Any) -> AsyncSchedulerAPI:
-            api: AsyncSchedulerAPI = _real(*args, **options)
-            use_clock(api, FakeClock())
-            return api
-
-        monkeypatch.setattr(module, "open_api", on_fake_clock)
+    monkeypatch.setattr(_connect, "AsyncSchedulerAPI", build)
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def fake() -> FakeCronofy:
 
 
 @pytest.fixture
-async def base_url(fake: FakeCronofy) -> AsyncIterator[str]:
-    async with fake.serve() as url:
-        yield url
+def base_url() -> str:
+    """Where the commands are pointed: the fake, in process."""
+    return IN_PROCESS_URL
 
 
 async def cli(runner: Runner, *argv: str, secret: str | None = SECRET) -> tuple[int, str, str]:
@@ -252,17 +252,18 @@ async def test_resources(fake: FakeCronofy, base_url: str) -> None:
 
 
 async def test_members_prints_what_it_read_before_a_failure(
-    fake: FakeCronofy, base_url: str
+    fake: FakeCronofy, base_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The second page fails on every attempt: the first page is still printed.
-    async def fail_later() -> None:
-        while fake.outcomes["organizational_unit_members"] < 1:  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
-        fake.inject(Fault.UNAVAILABLE, times=3)
+    # The first page is served, then every attempt at the second fails.
+    serve_page = fake._list_members
 
-    injector = asyncio.ensure_future(fail_later())
+    def then_fail(request: Any) -> Any:
+        answer = serve_page(request)
+        fake.inject(Fault.UNAVAILABLE, times=3)
+        return answer
+
+    monkeypatch.setattr(fake, "_list_members", then_fail)
     status, out, err = await cli(run_members, "members", "--json", "--base-url", base_url)
-    await injector
     assert status == 1
     assert [json.loads(line)["sub"] for line in out.splitlines()] == ["acc_1"]
     assert "503" in err
@@ -308,8 +309,13 @@ def test_a_secret_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[s
         assert "shell history" in capsys.readouterr().err
 
 
-@pytest.mark.real_time  # a fresh interpreter against the fake, with default pacing
-async def test_the_commands_from_a_shell(fake: FakeCronofy, base_url: str) -> None:
+@pytest.mark.real_time  # a fresh interpreter against the fake on loopback, default pacing
+async def test_the_commands_from_a_shell(fake: FakeCronofy) -> None:
+    async with fake.serve() as base_url:
+        await shell_session(fake, base_url)
+
+
+async def shell_session(fake: FakeCronofy, base_url: str) -> None:
     [known] = await create(fake)
     env = {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET, "PYTHONPATH": os.getcwd()}
     run_cli = "import sys; from cronofy_async._cli import main; sys.exit(main())"

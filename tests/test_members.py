@@ -132,6 +132,9 @@ async def test_resources_are_listed_the_same_way(
         )
     )
     resources = [r async for r in api.iter_organizational_unit_resources()]
+    sent = mock.calls.last.request
+    assert (sent.method, str(sent.url), sent.content) == ("GET", RESOURCES_URL, b"")
+    assert sent.headers["authorization"] == f"Bearer {SECRET}"
     assert resources == [
         OrganizationalUnitResource(
             sub="res_1", email="room@example.com", name="Room 1", scheduler_enabled=False
@@ -211,6 +214,26 @@ async def test_a_link_elsewhere_is_never_followed(
     with caplog.at_level(logging.WARNING, logger="cronofy_async"):
         assert await subs_of(api) == ["acc_1", "acc_2"]
     assert "ignored pages.next_page" in caplog.text
+
+
+async def test_a_hostile_link_is_not_logged(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server that echoes the bearer token into a link gets nothing into the logs.
+    link = f"https://evil.example/steal?token={SECRET}"
+    mock.get(MEMBERS_URL).mock(return_value=page(["acc_1"], next_page=link))
+    with caplog.at_level(logging.DEBUG, logger="cronofy_async"):
+        assert await subs_of(api) == ["acc_1"]
+    assert SECRET not in caplog.text
+    assert "evil" not in caplog.text
+
+
+async def test_a_link_back_to_the_first_page_is_not_followed(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    route = mock.get(MEMBERS_URL).mock(return_value=page(["acc_1"], next_page=MEMBERS_URL))
+    assert await subs_of(api) == ["acc_1"]
+    assert route.call_count == 1
 
 
 async def test_a_relative_link_on_the_same_endpoint_is_followed(
@@ -323,6 +346,13 @@ def test_next_step_when_the_next_number_was_already_answered() -> None:
         ("https://API.cronofy.com:443/v1/organizational_unit_members", MEMBERS_URL),
         ("https://api.cronofy.com/v1/organizational_unit_members/", None),
         ("ftp://api.cronofy.com/v1/organizational_unit_members", None),
+        # Decoding this host name (IDNA) raises: it is refused, not a crash.
+        ("https://xn--api-cronofy.com/v1/organizational_unit_members", None),
+        ("https://AP\u0130.cronofy.com/v1/organizational_unit_members", None),
+        ("https://api.cronofy.com@evil.example/v1/organizational_unit_members", None),
+        ("https://api.cronofy.com./v1/organizational_unit_members", None),
+        ("https://api.cronofy.com/v1/organizational_unit_members?page=2\r\nX-Evil: 1", None),
+        ("\\\\evil.example/v1/organizational_unit_members", None),
     ],
 )
 def test_resolve_link(link: str, expected: str | None) -> None:

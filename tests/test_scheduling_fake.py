@@ -101,6 +101,11 @@ async def journey(api: AsyncSchedulerAPI, fake: FakeCronofy) -> None:
     assert [r.slot_selection for r in found] == ["complete", "pending"]
     assert found[0].recipient_operations is not None
 
+    report = await api.batch_create_scheduling_requests(
+        [invite(host=Host(sub="acc_3")), invite(host=Host(sub="acc_stranger"))]
+    )
+    assert [str(r.outcome) for r in report.results] == ["created", "failed"]
+
     await api.cancel_scheduling_request(created.scheduling_request_id)
     await api.cancel_scheduling_request(created.scheduling_request_id)  # safe to re-run
     entry = fake.scheduling_requests[0]

@@ -251,6 +251,9 @@ async def test_a_query_answers_what_was_asked_in_the_order_asked(
             wrapped("srq_stranger"),
             item("srq_1", slot_selection="complete"),
             wrapped("srq_3", slot_selection="complete"),
+            # Malformed, but about ids not asked for (or answered already): not read at all.
+            {"scheduling_request": {"scheduling_request_id": "srq_other", "recipients": 5}},
+            {"scheduling_request": {"scheduling_request_id": "srq_3", "duration": "long"}},
         )
     )
     found = await api.query_scheduling_requests(["srq_1", "srq_2", "srq_3", "srq_1"])
