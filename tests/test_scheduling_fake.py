@@ -544,3 +544,14 @@ def test_links_name_the_address_the_client_used() -> None:
     assert _origin({"scheme": "https"}, {"host": "h.test:8443"}) == "https://h.test:8443"
     # HTTP/1.0 may send no Host: the server's own address stands in.
     assert _origin({"server": ("127.0.0.1", 8000)}, {}) == "http://127.0.0.1:8000"
+
+
+async def test_a_slow_answer_to_a_query_times_out_and_is_retried(
+    fake: FakeCronofy, existing: str
+) -> None:
+    fake.inject(Fault.SLOW)
+    async with api_for(fake, timeout=0.05) as api:
+        [found] = await api.query_scheduling_requests([existing])
+    assert found.scheduling_request_id == existing
+    assert fake.outcomes["fault:slow"] == 1
+    assert fake.outcomes["scheduling:query"] == 1  # the second, answered in time
