@@ -28,16 +28,21 @@ from ._errors import (
     ServerError,
     ValidationError,
 )
+from ._members import OrganizationalUnitMember, OrganizationalUnitResource
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
 from ._public import publish
 from ._ratelimit import Limiter, RateLimit
 from ._retry import RetryPolicy
+from ._scheduling_models import RecipientOperations, SchedulingRecipient, SchedulingRequest
+from ._scheduling_requests import MAX_QUERY_IDS, HostGroup, NewSchedulingRequest
+from ._selection_rules import SelectionRule, SelectionRuleMember, SelectionRuleUpdate
 from ._version import __version__
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_TIMEOUT",
+    "MAX_QUERY_IDS",
     "MAX_SUMMARY_LENGTH",
     "APIConnectionError",
     "APIError",
@@ -56,11 +61,15 @@ __all__ = [
     "FieldError",
     "GroupRule",
     "Host",
+    "HostGroup",
     "Limiter",
     "LockedError",
     "NewSchedulerRequest",
+    "NewSchedulingRequest",
     "NotFoundError",
     "NotificationError",
+    "OrganizationalUnitMember",
+    "OrganizationalUnitResource",
     "Outcome",
     "PayloadError",
     "PaymentRequiredError",
@@ -68,10 +77,16 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "Recipient",
+    "RecipientOperations",
     "ResponseFormatError",
     "RetryPolicy",
     "ScheduledRecipient",
     "SchedulerRequest",
+    "SchedulingRecipient",
+    "SchedulingRequest",
+    "SelectionRule",
+    "SelectionRuleMember",
+    "SelectionRuleUpdate",
     "ServerError",
     "ValidationError",
     "__version__",

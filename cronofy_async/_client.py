@@ -17,6 +17,7 @@ from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
+from ._members import Members
 from ._operation import Operation
 from ._payload import check_impersonation_sub
 from ._pool import lean_transport
@@ -25,7 +26,9 @@ from ._request import request_headers
 from ._response import error_from_exception, error_from_response
 from ._retry import NO_RETRY, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
+from ._scheduling_requests import SchedulingRequests
 from ._secret import ClientSecret
+from ._selection_rules import SelectionRules
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSchedulerAPI"]
 
@@ -183,7 +186,7 @@ class _Shared:
     """What ``build_request`` would attach (the timeouts), computed once for the direct path."""
 
 
-class AsyncSchedulerAPI(SchedulerRequests):
+class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, SelectionRules):
     """
     An asyncio client for Cronofy's Scheduler API.
 

@@ -19,7 +19,12 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import Event, GroupRule, Host, NewSchedulerRequest, Recipient
 
-__all__ = ["converter", "structure_scheduler_request", "unstructure_payload"]
+__all__ = [
+    "converter",
+    "structure_scheduler_request",
+    "unstructure_event",
+    "unstructure_payload",
+]
 
 T = TypeVar("T")
 
@@ -55,11 +60,26 @@ def _with_extra(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     return unstructure
 
 
+def unstructure_event(event: Event) -> dict[str, Any]:
+    """``event`` as Cronofy documents it: nested ``location`` and ``duration``, then `extra`."""
+    body: dict[str, Any] = {"summary": event.summary}
+    if event.description is not None:
+        body["description"] = event.description
+    if event.location is not None:
+        body["location"] = {"description": event.location}
+    if event.duration_minutes is not None:
+        body["duration"] = {"minutes": event.duration_minutes}
+    if event.locale is not None:
+        body["locale"] = event.locale
+    body.update(event.extra)
+    return body
+
+
 # Leaves first: the request's generated function looks up its fields' hooks when it is made.
 converter.register_unstructure_hook(Host, make_dict_unstructure_fn(Host, converter))
 converter.register_unstructure_hook(GroupRule, make_dict_unstructure_fn(GroupRule, converter))
 converter.register_unstructure_hook(Recipient, _with_extra(Recipient))
-converter.register_unstructure_hook(Event, _with_extra(Event))
+converter.register_unstructure_hook(Event, unstructure_event)
 converter.register_unstructure_hook(NewSchedulerRequest, _with_extra(NewSchedulerRequest))
 
 

@@ -112,19 +112,40 @@ def _validate_email(_inst: object, _attr: attrs.Attribute[Any], value: object) -
         raise PayloadError("recipients.email", f"{email!r} is not a valid email address")
 
 
+def _validate_slot_selector(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise PayloadError(
+            "recipients.slot_selector", f"must be True, False or None, got {value!r}"
+        )
+
+
+def _check_not_in_extra(
+    path: str, extra: Mapping[str, Any], modelled: Iterable[tuple[str, str, object]]
+) -> None:
+    # A key that extra= carried before it was modelled keeps working on its own; given both
+    # ways, which one wins would be a guess, so neither does.
+    for name, key, value in modelled:
+        if value is not None and key in extra:
+            raise PayloadError(
+                f"{path}.{key}", f"is given both as {name}= and in extra; give it once"
+            )
+
+
 @attrs.frozen(kw_only=True)
 class Recipient:
     """
     The person invited to pick a slot.
 
-    >>> Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown")
-    Recipient(email='doc@evenitron.com', display_name='Dr Emmet Brown', extra={})
+    >>> Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown").display_name
+    'Dr Emmet Brown'
     """
 
     email: str = attrs.field(validator=_validate_email)
     """The recipient's email address (required)."""
     display_name: str | None = attrs.field(default=None, validator=_validate_display_name)
     """The recipient's name, as the invite greets them."""
+    slot_selector: bool | None = attrs.field(default=None, validator=_validate_slot_selector)
+    """Whether this recipient picks the slot (scheduling requests); ``None`` leaves it unsent."""
     extra: Mapping[str, Any] = attrs.field(
         default=None,
         converter=_recipient_extra,
@@ -132,6 +153,11 @@ class Recipient:
         repr=lambda m: repr(dict(m)),
     )
     """Fields Cronofy documents that this class does not model yet; merged into the recipient."""
+
+    def __attrs_post_init__(self) -> None:
+        _check_not_in_extra(
+            "recipients", self.extra, [("slot_selector", "slot_selector", self.slot_selector)]
+        )
 
 
 def _validate_summary(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
@@ -145,24 +171,73 @@ def _validate_summary(_inst: object, _attr: attrs.Attribute[Any], value: object)
         )
 
 
+def _optional_text(path: str) -> Any:
+    def validate(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+        if value is None:
+            return
+        text = _require_str(path, value)
+        if not text.strip():
+            raise PayloadError(path, "must not be blank (leave it None to send nothing)")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(path, "contains a lone surrogate, which is not UTF-8") from None
+
+    return validate
+
+
+def _validate_duration(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise PayloadError("event.duration.minutes", f"must be a whole number >= 1, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Event:
     """
     The event pushed into the host's calendar once the recipient picks a slot.
 
-    >>> Event(summary="Driving lessons", extra={"description": "Bring the DeLorean"})
-    Event(summary='Driving lessons', extra={'description': 'Bring the DeLorean'})
+    `description`, `location`, `duration_minutes` and `locale` are sent as Cronofy documents
+    them: ``description``, ``location.description``, ``duration.minutes`` and ``locale``.
+
+    >>> Event(summary="Driving lessons", location="Hill Valley", duration_minutes=30).location
+    'Hill Valley'
     """
 
     summary: str = attrs.field(validator=_validate_summary)
     """The event's name, 1 to 1024 characters."""
+    description: str | None = attrs.field(
+        default=None, validator=_optional_text("event.description")
+    )
+    """The event's description."""
+    location: str | None = attrs.field(
+        default=None, validator=_optional_text("event.location.description")
+    )
+    """The location's description (``location.description``)."""
+    duration_minutes: int | None = attrs.field(default=None, validator=_validate_duration)
+    """The event's length in minutes (``duration.minutes``)."""
+    locale: str | None = attrs.field(default=None, validator=_optional_text("event.locale"))
+    """The locale of the invitation pages, such as ``en-GB``."""
     extra: Mapping[str, Any] = attrs.field(
         default=None,
         converter=_event_extra,
         hash=False,
         repr=lambda m: repr(dict(m)),
     )
-    """Documented event fields not modelled yet (``description``, ``duration``, ``location``...)."""
+    """Documented event fields not modelled yet; merged into the event."""
+
+    def __attrs_post_init__(self) -> None:
+        _check_not_in_extra(
+            "event",
+            self.extra,
+            [
+                ("description", "description", self.description),
+                ("location", "location", self.location),
+                ("duration_minutes", "duration", self.duration_minutes),
+                ("locale", "locale", self.locale),
+            ],
+        )
 
 
 def _validate_host_sub(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:

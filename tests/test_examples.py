@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from cronofy_async.testing import FakeCronofy, Fault
-from examples import batch_invites, chat_bot, web_app
+from examples import batch_invites, chat_bot, journey, web_app
 
 
 @pytest.fixture
@@ -108,3 +108,55 @@ async def test_the_batch_script(
 def test_the_batch_script_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert batch_invites.main([]) == 2
     assert "python examples/batch_invites.py" in capsys.readouterr().out
+
+
+# -- the scheduling journey: list members, create, select a slot, query, cancel ------------------
+
+
+async def test_the_journey_runs_end_to_end(
+    fake: FakeCronofy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def recipient_picks(created: Any) -> None:
+        fake.select_slot(created.scheduling_request_id)
+
+    async with fake.api(rate_limit=None) as api:
+        chosen = await journey.journey(api, "marty@example.com", on_invited=recipient_picks)
+    assert chosen.slot_selection == "complete"
+    [entry] = fake.scheduling_requests
+    assert (entry.host, entry.email, entry.cancelled) == ("acc_1", "marty@example.com", True)
+    assert entry.body["event"]["duration"] == {"minutes": 30}
+    out = capsys.readouterr().out
+    assert "host: acc_1@example.com (acc_1)" in out
+    assert f"cancelled {entry.scheduling_request_id}" in out
+
+
+@pytest.mark.real_time  # the live journey keeps the default pacing: a few 21 ms waits
+async def test_the_live_journey_waits_for_the_choice_over_loopback(
+    fake: FakeCronofy, served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = asyncio.ensure_future(journey.live("marty@example.com", every=0))
+    while fake.outcomes["scheduling:query"] < 2:  # noqa: ASYNC110 - pending, and asked again
+        await asyncio.sleep(0.001)
+    assert not task.done()
+    fake.select_slot(fake.scheduling_requests[0].scheduling_request_id)
+    assert await task == 0
+    assert fake.scheduling_requests[0].cancelled
+    assert "waiting for their choice" in capsys.readouterr().out
+
+
+async def test_the_journey_says_when_there_is_no_host_or_no_request() -> None:
+    empty = FakeCronofy(rate_limit=None)
+    async with empty.api(rate_limit=None) as api:
+        with pytest.raises(LookupError, match="Scheduler enabled"):
+            await journey.find_host(api)
+        with pytest.raises(LookupError, match="srq_gone"):
+            await journey.wait_for_choice(api, "srq_gone")
+
+
+@pytest.mark.real_time  # the demo keeps the default pacing: a few 21 ms waits
+def test_the_journey_demo_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert journey.main(["--demo"]) == 0
+    assert "picked a time (complete)" in capsys.readouterr().out
+    assert journey.main([]) == 2
+    assert journey.main(["--help"]) == 2
+    assert "python examples/journey.py" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from .._version import __version__
-from . import _batch_command, _demo, _fake_server
+from . import _batch_command, _cancel, _demo, _fake_server, _members, _query
 from ._args import Parser
 from ._command import Command
 
@@ -20,6 +20,9 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS: Final[tuple[Command, ...]] = (
     _batch_command.COMMAND,
+    _query.COMMAND,
+    _cancel.COMMAND,
+    _members.COMMAND,
     _demo.COMMAND,
     _fake_server.COMMAND,
 )

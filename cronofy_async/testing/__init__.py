@@ -10,15 +10,18 @@ extra: ``pip install 'cronofy-async[testing]'``.
 
 from .._public import publish
 from ._fake import DEFAULT_SECRET, CreatedRequest, FakeCronofy, InProcessTransport
+from ._fake_scheduling import FakeSelectionRule, SchedulingEntry
 from ._faults import Fault, Faults
 
 __all__ = [
     "DEFAULT_SECRET",
     "CreatedRequest",
     "FakeCronofy",
+    "FakeSelectionRule",
     "Fault",
     "Faults",
     "InProcessTransport",
+    "SchedulingEntry",
 ]
 
 publish(globals(), __all__, __name__)

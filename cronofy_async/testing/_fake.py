@@ -1,4 +1,4 @@
-"""`FakeCronofy`: an ASGI application that behaves like ``POST /v1/scheduler_requests``."""
+"""`FakeCronofy`: an ASGI application that behaves like Cronofy's Scheduler API."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -30,6 +31,7 @@ from .._client import AsyncSchedulerAPI
 from .._errors import ConfigurationError
 from .._payload import MAX_SUMMARY_LENGTH
 from .._ratelimit import RateLimit
+from ._fake_scheduling import DEFAULT_PAGE_SIZE, FakeRequest, FakeScheduling
 from ._faults import Fault, Faults
 
 __all__ = ["DEFAULT_SECRET", "CreatedRequest", "FakeCronofy"]
@@ -121,7 +123,7 @@ def _clean_set(name: str, values: Iterable[str] | None) -> frozenset[str] | None
     return frozenset(values)
 
 
-class FakeCronofy:
+class FakeCronofy(FakeScheduling):
     """
     A fake Cronofy Scheduler API for tests, demos and benchmarks.
 
@@ -152,6 +154,15 @@ class FakeCronofy:
         faults: random faults to inject; see also `inject`.
         record: keep every created request in `created`. Off, only counts are kept, so memory
             stays flat in a long benchmark.
+        resources: the Organizational Unit's resource subs, or a mapping of sub to name.
+        selection_rules: ``{sub: (name, required, member emails)}``, shown and patched by
+            the selection-rule calls; ``None`` knows none, but accepts any
+            ``host_group=SelectionRule(sub=...)``.
+        page_size: members or resources per page.
+
+    ``members`` may also map each sub to its email; without one the fake derives
+    ``{sub}@example.com``. The other operations (scheduling requests, members, selection
+    rules) are served with state: see `FakeScheduling`.
 
     """
 
@@ -159,12 +170,15 @@ class FakeCronofy:
         self,
         client_secrets: Iterable[str] = (DEFAULT_SECRET,),
         *,
-        members: Iterable[str] | None = None,
+        members: Iterable[str] | Mapping[str, str] | None = None,
         group_rules: Iterable[str] | None = None,
         rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen
         faults: Faults = Faults(),  # noqa: B008 - frozen
         record: bool = True,
         select_url_base: str = "https://app.cronofy.test",
+        resources: Iterable[str] | Mapping[str, str] | None = None,
+        selection_rules: Mapping[str, tuple[str, int | str, Iterable[str]]] | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         secrets_ = _clean_set("client_secrets", client_secrets)
         if not secrets_:
@@ -191,6 +205,12 @@ class FakeCronofy:
         """How many requests arrived, whatever became of them."""
         self.outcomes: collections.Counter[str] = collections.Counter()
         """How many requests ended each way: ``created``, ``401``, ``422``, ``429``, a fault..."""
+        self._init_scheduling(
+            members=members,
+            resources=resources,
+            selection_rules=selection_rules,
+            page_size=page_size,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -298,15 +318,26 @@ class FakeCronofy:
         self, scope: Scope, body: bytes
     ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         self.received += 1
-        if scope["path"].rstrip("/") != "/v1/scheduler_requests":
-            return self._done("404", 404, {"error": "not_found"})
-        if scope["method"] != "POST":
+        path = scope["path"].rstrip("/")
+        handler = None
+        if path != "/v1/scheduler_requests":
+            route = self._route(scope["method"], path)
+            if route is None:
+                return self._done("404", 404, {"error": "not_found"})
+            if isinstance(route, tuple):
+                allow = ", ".join(route).encode()
+                return self._done("405", 405, {"error": "method_not_allowed"}, [(b"allow", allow)])
+            handler = route
+        elif scope["method"] != "POST":
             return self._done("405", 405, {"error": "method_not_allowed"}, [(b"allow", b"POST")])
         headers = _headers(scope)
         if self.faults.latency:
             await asyncio.sleep(self.faults.latency)
 
-        fault = self._next_fault(body)
+        # Random faults are drawn per body; a GET has none, so its method and path stand in.
+        fault = self._next_fault(
+            body if handler is None else f"{scope['method']} {path}".encode() + body
+        )
         if fault is Fault.RATE_LIMITED:
             seconds = f"{self.faults.retry_after:g}".encode()  # as configured, 0 included
             return self._done(
@@ -344,6 +375,16 @@ class FakeCronofy:
                 403,
                 {"error": "forbidden", "description": "impersonated account is not a member"},
             )
+        if handler is not None:
+            request = FakeRequest(
+                method=scope["method"],
+                path=path,
+                body=body,
+                query=dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"))),
+                impersonated=impersonated,
+                origin=_origin(scope, headers),
+            )
+            return await self._serve(handler(request), fault)
         try:
             data = json.loads(body)
         except ValueError:
@@ -363,6 +404,22 @@ class FakeCronofy:
             self.outcomes["fault:slow"] += 1
             await asyncio.sleep(self.faults.slow_seconds)
         return self._done("created", 200, answer)
+
+    async def _serve(
+        self, answer: tuple[str, int, Any], fault: Fault | None
+    ) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
+        """Answer an operation the fake's state handled, unless a fault strikes after it."""
+        outcome, status, payload = answer
+        if status < 300:  # processed: what a fault after processing hides, it hides here too
+            if fault is Fault.ERROR_AFTER_CREATE:
+                return self._done("fault:error_after_create", 500, {"error": "internal"})
+            if fault is Fault.DROP_AFTER:
+                self.outcomes["fault:drop_after"] += 1
+                raise DropConnection
+            if fault is Fault.SLOW:
+                self.outcomes["fault:slow"] += 1
+                await asyncio.sleep(self.faults.slow_seconds)
+        return self._done(outcome, status, payload)
 
     def _done(
         self,
@@ -486,6 +543,15 @@ def _bearer(value: str | None) -> str | None:
         return None
     scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _origin(scope: Scope, headers: Mapping[str, str]) -> str:
+    """``scheme://host[:port]`` as the client addressed the fake."""
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
 
 
 def _headers(scope: Scope) -> dict[str, str]:
