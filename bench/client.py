@@ -32,7 +32,10 @@ CLIENTS = (
     "cronofy-aiohttp",
     "cronofy-batch",
     "cronofy-aiohttp-batch",
+    "cronofy-query",
+    "cronofy-cancel",
 )
+"""The last two query / cancel one scheduling request per call, on the default backend."""
 BATCH_CLIENTS = ("cronofy-batch", "cronofy-aiohttp-batch")
 
 
@@ -83,6 +86,24 @@ async def _make(
         recipients=[Recipient(email="doc@evenitron.com", display_name="Dr Emmet Brown")],
         event=Event(summary="Driving lessons - Marty & Doc"),
     )
+
+    if client in ("cronofy-query", "cronofy-cancel"):
+        from cronofy_async import NewSchedulingRequest
+
+        made = await api.create_scheduling_request(
+            NewSchedulingRequest(
+                host=request.host, recipients=request.recipients, event=request.event
+            )
+        )
+        ids = [made.scheduling_request_id]
+
+        async def send_query() -> Any:
+            return await api.query_scheduling_requests(ids)
+
+        async def send_cancel() -> Any:
+            return await api.cancel_scheduling_request(ids[0])  # cancelling again is a no-op
+
+        return (send_query if client == "cronofy-query" else send_cancel), api
 
     async def send_cronofy() -> Any:
         return await api.create_scheduler_request(request)

@@ -40,6 +40,13 @@ LABELS = {
     "cronofy-aiohttp-batch": "fast path, batch API",
 }
 MEMORY_SIZES = (10_000, 1_000_000)
+OPERATIONS = ("cronofy", "cronofy-query", "cronofy-cancel")
+"""Single calls of each operation on the default backend, at C=10 with no delay."""
+OPERATION_LABELS = {
+    "cronofy": "create_scheduler_request",
+    "cronofy-query": "query_scheduling_requests (1 id)",
+    "cronofy-cancel": "cancel_scheduling_request",
+}
 OVERHEAD = [(0.0, 1), (0.0, 10)]
 SCALING = [(0.05, 10), (0.05, 50), (0.05, 100), (0.05, 200)]
 
@@ -81,6 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--skip-slow", action="store_true", help="no pacing or memory runs")
+    parser.add_argument("--skip-operations", action="store_true", help="no query/cancel runs")
     args = parser.parse_args()
     clients = args.clients.split(",")
     cores, server_core = _client_cores()
@@ -92,6 +100,8 @@ def main() -> None:
         process, url = start_fake(server_core, extra)
         try:
             configs = [(c, n) for d, n in OVERHEAD + SCALING if d == delay for c in clients]
+            if delay == 0.0 and not args.skip_operations:
+                configs += [(c, 10) for c in OPERATIONS if c not in clients]
             for repeat in range(args.repeats):
                 for client, concurrency in configs:  # interleaved: each repeat runs them all
                     before = cpu_seconds(process.pid)
@@ -202,6 +212,22 @@ def write_report(
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if all((op, 0.0, 10) in results for op in OPERATIONS):
+        lines += [
+            "## Operations: one pipeline",
+            "",
+            "Single calls from 10 workers, no server delay, default backend.",
+            "",
+            "| operation | req/s | CPU us/req |",
+            "| --- | --- | --- |",
+        ]
+        for op in OPERATIONS:
+            runs = results[(op, 0.0, 10)]
+            lines.append(
+                f"| {OPERATION_LABELS[op]} | {_fmt([r['rps'] for r in runs])} | "
+                f"{_fmt([r['cpu_us'] for r in runs])} |"
+            )
+        lines.append("")
     lines += [
         "Server CPU per request (the fake, its own core): "
         + ", ".join(
@@ -250,10 +276,21 @@ def write_report(
             f"| T2 fast path, batch API, req/s at 50 ms: >= 0.9x raw aiohttp at every C | "
             f"{shown} | {verdict(all(r >= 0.9 for r in ratios.values()))} |"
         )
+    if all((op, 0.0, 10) in results for op in OPERATIONS):
+        create = cpu("cronofy", 0.0, 10)
+        shown = ", ".join(
+            f"{OPERATION_LABELS[op].split(' ')[0]} {cpu(op, 0.0, 10) / create:.2f}x"
+            for op in OPERATIONS[1:]
+        )
+        holds = all(cpu(op, 0.0, 10) <= create for op in OPERATIONS[1:])
+        lines.append(
+            f"| Q a query or a cancel costs no more CPU than a create (C=10, delay 0) | "
+            f"{shown} | {verdict(holds)} |"
+        )
     errors = {
         client: sum(r["errors"] for key, runs in results.items() if key[0] == client for r in runs)
-        for client in clients
-        if client.startswith("cronofy")
+        for client in dict.fromkeys([*clients, *OPERATIONS])
+        if client.startswith("cronofy") and any(key[0] == client for key in results)
     }
     lines.append(f"| T5 zero client-side errors | {errors} | {verdict(not any(errors.values()))} |")
     if memory:
