@@ -26,7 +26,7 @@ from ._errors import (
     RateLimitError,
     ResponseFormatError,
 )
-from ._ratelimit import Limiter, PauseGate
+from ._ratelimit import Limiter, PauseGate, PausingLimiter
 
 __all__ = ["RetryPolicy", "retry_reason", "run_with_retries"]
 
@@ -175,6 +175,8 @@ async def run_with_retries(
                 if pause is None:
                     pause = policy.backoff(sent, rng)
                 gate.pause(pause, cause=error)
+                if isinstance(limiter, PausingLimiter):  # shared across processes: pause them all
+                    await limiter.pause(pause)
             reason = retry_reason(error, policy)
             if reason is None or sent >= policy.attempts:
                 raise

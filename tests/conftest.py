@@ -113,3 +113,7 @@ async def loopback_url(loopback_fake: FakeCronofy) -> AsyncIterator[str]:
     """`loopback_fake` served over TCP on 127.0.0.1 for the test."""
     async with loopback_fake.serve() as url:
         yield url
+
+
+# Tests that need Redis get a real redis-server, started once per session (tests/redis_server.py).
+from .redis_fixtures import redis_client, redis_namespace, redis_server, redis_url  # noqa: E402, F401
