@@ -598,8 +598,11 @@ async def test_the_secret_is_in_no_key_value_or_log(
     for key in found:
         assert SECRET.encode() not in key
         kind = await redis_client.type(key)
-        members: Any = await redis_client.zrange(key, 0, -1)
-        value = b" ".join(members) if kind == b"zset" else await redis_client.get(key)
+        if kind == b"zset":
+            members: Any = await redis_client.zrange(key, 0, -1)
+            value = b" ".join(members)
+        else:
+            value = await redis_client.get(key)
         assert value is not None
         assert SECRET.encode() not in value
     assert SECRET not in caplog.text

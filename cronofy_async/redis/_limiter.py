@@ -139,11 +139,11 @@ class RedisLimiter:
             self._where = _redacted(redis)
             self._url = _client_factory(redis)
         elif isinstance(redis, AsyncRedis):
-            self._where = "a caller's AsyncRedis"
+            self._where = "a caller's redis.asyncio.Redis"
             self._given = _Connection(redis)
         else:
             raise ConfigurationError(
-                "RedisLimiter needs a Redis URL or a AsyncRedis, got "
+                "RedisLimiter needs a Redis URL or a redis.asyncio.Redis, got "
                 f"{type(redis).__module__}.{type(redis).__name__}"
             )
 
