@@ -602,8 +602,7 @@ async def test_the_secret_is_in_no_key_value_or_log(
             members: Any = await redis_client.zrange(key, 0, -1)
             value = b" ".join(members)
         else:
-            value = await redis_client.get(key)
-        assert value is not None
+            value = await redis_client.get(key) or b""  # a pause of 0 s lives 1 s
         assert SECRET.encode() not in value
     assert SECRET not in caplog.text
     assert SECRET not in repr(limiter)

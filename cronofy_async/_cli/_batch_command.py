@@ -17,6 +17,7 @@ from .._client import SECRET_ENV, AsyncSchedulerAPI
 from .._errors import CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
+from . import _redis_option
 from ._progress import Progress, make_progress
 from ._results import SENDING, ResultsFile, load_states
 from ._rows import Defaults, Row, RowError, check_header, count_rows, read_rows
@@ -84,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--client-secret", nargs=0, action=_RefuseSecretOption, help=argparse.SUPPRESS
     )
     parser.add_argument("--plain", action="store_true", help="periodic lines, no live bar")
+    _redis_option.add_arguments(parser)
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -194,13 +196,14 @@ async def run_batch(
     try:
         check_header(args.input)
         secret = secret or _secret(args)
-        api = AsyncSchedulerAPI(
-            secret,
-            data_center=args.data_center,
-            base_url=args.base_url,
-            rate_limit=None
+        limiter = _redis_option.rate_limit(
+            args,
+            None
             if args.no_pacing
             else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
+        )
+        api = AsyncSchedulerAPI(
+            secret, data_center=args.data_center, base_url=args.base_url, rate_limit=limiter
         )
     except (CronofyError, ValueError, OSError) as exc:
         err.write(f"cronofy-async batch: {exc}\n")
@@ -226,6 +229,7 @@ async def run_batch(
         finally:
             progress.stop()
             await api.aclose()
+            await _redis_option.aclose(limiter)
             _summary(run, total, args, out)
     if run.interrupted:
         return EXIT_INTERRUPTED

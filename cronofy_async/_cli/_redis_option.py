@@ -1,0 +1,50 @@
+"""``batch --redis-url URL [--namespace NAME]``: several batch processes share one budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from .._errors import ConfigurationError
+from .._ratelimit import Limiter, RateLimit
+
+__all__ = ["DEFAULT_NAMESPACE", "add_arguments", "aclose", "rate_limit"]
+
+DEFAULT_NAMESPACE = "cronofy-async"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--redis-url`` and ``--namespace`` to `parser`."""
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share the pace with every process using this Redis and namespace "
+        "(needs cronofy-async[redis]); give every process the same --per-second/--per-minute",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        metavar="NAME",
+        help=f"the shared budget's name in Redis (default {DEFAULT_NAMESPACE})",
+    )
+
+
+def rate_limit(args: argparse.Namespace, limit: RateLimit | None) -> RateLimit | Limiter | None:
+    """`limit` as the batch paces by: shared through Redis when ``--redis-url`` is given."""
+    if args.redis_url is None:
+        return limit
+    if limit is None:
+        raise ConfigurationError("--redis-url shares the pace: it cannot go with --no-pacing")
+    try:
+        from ..redis import RedisLimiter
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise ConfigurationError(
+            "--redis-url needs redis-py: pip install 'cronofy-async[redis]'"
+        ) from None
+    return RedisLimiter(args.redis_url, limit, namespace=args.namespace)
+
+
+async def aclose(limiter: RateLimit | Limiter | None) -> None:
+    """Close the Redis connection `rate_limit` opened, if it opened one."""
+    close = getattr(limiter, "aclose", None)
+    if close is not None:
+        await close()
