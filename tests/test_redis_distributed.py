@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -119,8 +118,8 @@ async def _states(ledger: Ledger) -> dict[str, State]:
 
 
 @pytest.fixture
-async def workers_env(redis_url: str) -> AsyncIterator[dict[str, str]]:
-    yield {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+def workers_env() -> dict[str, str]:
+    return {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.mark.real_time  # real processes, paced for real against a fake counting arrivals

@@ -598,6 +598,7 @@ async def test_the_secret_is_in_no_key_value_or_log(
     for key in found:
         assert SECRET.encode() not in key
         kind = await redis_client.type(key)
+        value: Any
         if kind == b"zset":
             members: Any = await redis_client.zrange(key, 0, -1)
             value = b" ".join(members)

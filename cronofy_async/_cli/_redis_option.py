@@ -7,7 +7,7 @@ import argparse
 from .._errors import ConfigurationError
 from .._ratelimit import Limiter, RateLimit
 
-__all__ = ["DEFAULT_NAMESPACE", "add_arguments", "aclose", "rate_limit"]
+__all__ = ["DEFAULT_NAMESPACE", "aclose", "add_arguments", "rate_limit"]
 
 DEFAULT_NAMESPACE = "cronofy-async"
 

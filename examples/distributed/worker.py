@@ -145,7 +145,12 @@ async def requeue_abandoned(
     entry), so workers running this together never put one job back twice.
     """
     requeue = client.register_script(_REQUEUE)
-    args = [broker.consumer_group_name, broker.consumer_name, int(reclaim_after * 1000), 100]
+    args: list[str | int] = [
+        broker.consumer_group_name,
+        broker.consumer_name,
+        int(reclaim_after * 1000),
+        100,
+    ]
     while True:
         await asyncio.sleep(max(0.25, reclaim_after / 4))
         try:
