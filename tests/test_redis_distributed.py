@@ -127,19 +127,19 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
     redis_url: str, redis_namespace: str, ledger: Ledger, workers_env: dict[str, str]
 ) -> None:
     count, concurrency = 60, 5
-    # A third of the creates are answered a second late: created at the fake, still unanswered.
+    # A third of the creates are answered 3 s late: created at the fake, still unanswered.
     fake = FakeCronofy(
         [SECRET],
         members=["acc_1"],
         rate_limit=RateLimit(per_second=40, per_minute=None),
-        faults=Faults(seed=7, slow=0.3, slow_seconds=1.0),
+        faults=Faults(seed=7, slow=0.3, slow_seconds=3.0),
     )
     async with fake.serve() as url:
         assert await produce(redis_url, redis_namespace, iter(invites(count))) == (count, 0)
         command = [
             sys.executable, "-m", "examples.distributed", "worker", "--redis-url", redis_url,
             "--namespace", redis_namespace, "--concurrency", str(concurrency),
-            "--per-second", "40", "--per-minute", "none", "--reclaim-after", "2",
+            "--per-second", "40", "--per-minute", "none", "--reclaim-after", "5",
             "--base-url", url,
         ]  # fmt: skip
         workers = [
@@ -168,6 +168,8 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
             await _until("the victim is mid-send", victim_is_mid_send)
             victim.kill()  # SIGKILL: its jobs in flight are cut off
             await victim.wait()
+            await victim_is_mid_send()  # what it was still sending when it died
+            assert cut_off
 
             async def all_final() -> bool:
                 states = await _states(ledger)
@@ -190,8 +192,10 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
         assert invite.state in (State.CREATED, State.UNKNOWN)
         if invite.state is State.CREATED:
             assert sent[invite.email] == invite.scheduler_request_id
-    # Only what the dead worker was sending can be unknown: it held at most `concurrency`.
+    # Only what the dead worker was sending can be unknown (no job of a live worker outlasts
+    # the reclaim delay here): it held at most `concurrency`.
     assert len(unknown) <= concurrency
+    assert all((i.token or "").startswith(f"{victim.pid}-") for i in unknown)
     assert set(sent) <= {i.email for i in recorded.values()}
 
 

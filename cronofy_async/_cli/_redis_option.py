@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def rate_limit(args: argparse.Namespace, limit: RateLimit | None) -> RateLimit | Limiter | None:
     """`limit` as the batch paces by: shared through Redis when ``--redis-url`` is given."""
-    if args.redis_url is None:
+    url = getattr(args, "redis_url", None)  # the demo builds its own arguments, without it
+    if url is None:
         return limit
     if limit is None:
         raise ConfigurationError("--redis-url shares the pace: it cannot go with --no-pacing")
@@ -40,7 +41,7 @@ def rate_limit(args: argparse.Namespace, limit: RateLimit | None) -> RateLimit |
         raise ConfigurationError(
             "--redis-url needs redis-py: pip install 'cronofy-async[redis]'"
         ) from None
-    return RedisLimiter(args.redis_url, limit, namespace=args.namespace)
+    return RedisLimiter(url, limit, namespace=args.namespace)
 
 
 async def aclose(limiter: RateLimit | Limiter | None) -> None:

@@ -126,6 +126,7 @@ class RedisLimiter:
         self.timeout: Final = _check_timeout(timeout)
         """Seconds one exchange with Redis may take."""
         self._clock: Clock = SystemClock()
+        self._limit_args = reserve_args(rate_limit, "", 0)[2:]  # the same for every booking
         self._given: _Connection | None = None
         self._url: Callable[[], AsyncRedis] | None = None
         self._where: str
@@ -250,7 +251,7 @@ class RedisLimiter:
             "book a slot",
             lambda c: c.reserve(
                 keys=[self.keys.log, self.keys.pause],
-                args=reserve_args(self.rate_limit, member, held),
+                args=[member, held, *self._limit_args],
             ),
         )
         return int(reply[0]), int(reply[1])

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis.asyncio
-from taskiq.api import run_receiver_task
+from taskiq.receiver import Receiver
 
 from cronofy_async import AsyncSchedulerAPI, RateLimit
 from cronofy_async.redis import RedisLimiter
@@ -108,7 +108,7 @@ async def work(
     reclaim_after: float,
     base_url: str | None,
 ) -> None:
-    """Run jobs until SIGTERM or SIGINT."""
+    """Run jobs until SIGTERM or SIGINT, then finish the jobs under way and stop."""
     broker, _task = make_broker(
         redis_url, namespace, concurrency=concurrency, reclaim_after=reclaim_after
     )
@@ -120,19 +120,19 @@ async def work(
         broker.state.worker = Worker(api, Ledger(client, namespace))
         broker.is_worker_process = True
         await broker.startup()
-        receiver = asyncio.ensure_future(
-            run_receiver_task(broker, max_async_tasks=concurrency, run_startup=False)
-        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         requeuer = asyncio.ensure_future(
             requeue_abandoned(client, broker, reclaim_after=reclaim_after)
         )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, receiver.cancel)
+        receiver = Receiver(broker, max_async_tasks=concurrency, run_startup=False)
         print(f"worker {os.getpid()} ready", flush=True)
         try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+            # Once `stop` is set it takes no new job and returns when those under way are done:
+            # the API must not be closed under a job still sending.
+            await receiver.listen(stop)
         finally:
             requeuer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
