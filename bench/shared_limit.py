@@ -104,7 +104,7 @@ class PyrateLimiter:
 
 async def client(args: argparse.Namespace) -> dict[str, Any]:
     """One client process: create `creates` invites at once from `start_at`; its figures."""
-    limit = RateLimit(per_second=args.per_second, per_minute=None)
+    limit = RateLimit(per_second=args.per_second, per_minute=None, margin=args.margin)
     connection = redis.asyncio.Redis.from_url(args.redis_url)
     limiter: Limiter | RateLimit
     if args.mode == "redis":
@@ -147,7 +147,7 @@ def run_clients(
         sys.executable, "-m", "bench.shared_limit", "client", "--url", url, "--redis-url",
         redis_url, "--mode", mode, "--namespace", namespace, "--creates", str(args.creates),
         "--per-second", str(args.per_second), "--start-at", str(start_at),
-        *(["--cold"] if args.cold else []),
+        "--margin", str(args.margin), *(["--cold"] if args.cold else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
@@ -178,7 +178,8 @@ async def shared_limit(redis_url: str, args: argparse.Namespace) -> list[str]:
         free = args.per_second if mode == "pyrate" else 1
         fraction = (created - free) / elapsed / args.per_second
         lines.append(
-            f"{LABELS[mode]}{' (cold start)' if args.cold else ''}: "
+            f"{LABELS[mode]}{' (cold start)' if args.cold else ''}"
+            f"{f' (margin {args.margin:g} s)' if args.margin != 0.05 else ''}: "
             f"{args.processes} processes x {args.creates} creates, arriving over "
             f"{elapsed:.2f} s: {fraction:.3f} of the {args.per_second}/s limit, "
             f"429s {fake.outcomes['429']}, failed {sum(f['errors'] for f in figures)}"
@@ -261,10 +262,10 @@ async def distributed(redis_url: str, args: argparse.Namespace) -> list[str]:
             worker.terminate()
             await worker.wait()
     await connection.aclose()
-    tally = {state: states.count(state) for state in State if states.count(state)}
+    tally = ", ".join(f"{state}={states.count(state)}" for state in State if states.count(state))
     line = (
         f"{args.workers} workers, {count} invites, worker 1 SIGKILLed at half: "
-        f"{elapsed:.1f} s, ledger {tally}, duplicates in the fake's ledger "
+        f"{elapsed:.1f} s, ledger: {tally}; duplicates in the fake's ledger "
         f"{len(fake.duplicates())}, accounted for {len(states)}/{count}, "
         f"429s {fake.outcomes['429']}"
     )
@@ -295,6 +296,7 @@ def main() -> None:
     one.add_argument("--per-second", type=int, required=True)
     one.add_argument("--start-at", type=float, required=True)
     one.add_argument("--cold", action="store_true")
+    one.add_argument("--margin", type=float, required=True)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--creates", type=int, default=60, help="per process")
     parser.add_argument("--per-second", type=int, default=20)
@@ -303,6 +305,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--invites", type=int, default=400, help="0 skips the example")
     parser.add_argument("--cold", action="store_true", help="no warm-up request first")
+    parser.add_argument("--margin", type=float, default=0.05, help="RateLimit.margin")
     args = parser.parse_args()
     if args.command == "client":
         print(json.dumps(asyncio.run(client(args))))
