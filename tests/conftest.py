@@ -67,6 +67,7 @@ def _no_cronofy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The developer's own shell must not leak into tests.
     monkeypatch.delenv("CRONOFY_CLIENT_SECRET", raising=False)
     monkeypatch.delenv("CRONOFY_DATA_CENTER", raising=False)
+    monkeypatch.delenv("CRONOFY_REDIS_URL", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -92,3 +92,16 @@ async def test_redis_down_fails_every_row_and_sends_nothing(tmp_path: Path) -> N
     errors = [r["error"] for r in records(output) if r["outcome"] == "failed"]
     assert all("the shared rate limiter" in e and "nothing was sent" in e for e in errors)
     assert "failed (not created)" in out
+
+
+async def test_the_redis_url_may_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A password in a URL on the command line would show in ps; the environment keeps it out.
+    monkeypatch.setenv("CRONOFY_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    source = write_csv(tmp_path / "in.csv", people(1))
+    argv = [str(source), "-o", str(tmp_path / "o.jsonl"), "--host", "acc_1", "--no-pacing"]
+    status, _out, err = await run(batch_args(*argv))
+    assert status == 2
+    assert "--redis-url shares the pace" in err
+    assert "hunter2" not in err

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from cronofy_async import (
 from cronofy_async._ratelimit import Limiter, PausingLimiter
 from cronofy_async.redis import RedisLimiter
 from cronofy_async.redis._keys import keys_for
-from cronofy_async.redis._script import RETENTION_FLOOR, reserve_args
+from cronofy_async.redis._script import MAX_PAUSE, RETENTION_FLOOR, pause_args, reserve_args
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .conftest import seed_request
@@ -511,6 +512,45 @@ def _restart(server: RedisServer) -> None:
 
 
 # -- ownership, loops, secrets -----------------------------------------------------------
+
+
+async def test_a_client_decoding_responses_works_too(redis_url: str, redis_namespace: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    limiter = RedisLimiter(
+        client, RateLimit(per_second=1, per_minute=None), namespace=redis_namespace
+    )
+    limiter._clock = clock = HeldClock()
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await clock.sleeping.wait()
+    assert clock.sleeps[0] > 0.5
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await client.zcard(limiter.keys.log) == 1
+    await client.aclose()
+
+
+async def test_odd_namespaces_keep_apart_on_a_real_server(
+    redis_url: str, redis_client: redis.asyncio.Redis
+) -> None:
+    odd = f"{uuid.uuid4().hex} a:b{{c}}\n%"
+    limit = RateLimit(per_second=1, per_minute=None)
+    async with (
+        RedisLimiter(redis_url, limit, namespace=odd) as one,
+        RedisLimiter(redis_url, limit, namespace=odd.replace(":", "%3A")) as other,
+    ):
+        first = await one._reserve("a", 0)
+        second = await one._reserve("b", 0)
+        elsewhere = await other._reserve("c", 0)
+    assert first[0] == 0 < second[0]
+    assert elsewhere[0] == 0  # a namespace that percent-encodes alike is still another
+    assert await redis_client.zcard(keys_for(odd).log) == 2
+
+
+def test_an_absurd_pause_is_capped() -> None:
+    assert pause_args(float("inf")) == [int(MAX_PAUSE * 1e6)]
+    assert pause_args(float("nan")) == [0]
 
 
 async def test_a_callers_client_is_never_closed(

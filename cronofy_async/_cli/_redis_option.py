@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .._errors import ConfigurationError
 from .._ratelimit import Limiter, RateLimit
 
-__all__ = ["DEFAULT_NAMESPACE", "aclose", "add_arguments", "rate_limit"]
+__all__ = ["DEFAULT_NAMESPACE", "REDIS_URL_ENV", "aclose", "add_arguments", "rate_limit"]
 
 DEFAULT_NAMESPACE = "cronofy-async"
+REDIS_URL_ENV = "CRONOFY_REDIS_URL"
+"""Where ``--redis-url`` is read by default: a password in a URL on the command line shows in ps."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
         metavar="URL",
+        default=os.environ.get(REDIS_URL_ENV) or None,
         help="share the pace with every process using this Redis and namespace "
-        "(needs cronofy-async[redis]); give every process the same --per-second/--per-minute",
+        "(needs cronofy-async[redis]); give every process the same --per-second/--per-minute. "
+        f"Default ${REDIS_URL_ENV}, which keeps a password out of ps",
     )
     parser.add_argument(
         "--namespace",

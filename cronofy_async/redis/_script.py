@@ -94,6 +94,15 @@ def reserve_args(limit: RateLimit, member: str, held: int) -> list[str | int]:
     return args
 
 
+MAX_PAUSE: Final = 86_400.0
+"""The longest pause recorded, in seconds: an absurd ``Retry-After`` is not an eternity."""
+
+
 def pause_args(seconds: float) -> list[int]:
-    """`PAUSE`'s ARGV: the wait in microseconds (a negative one counts as none)."""
-    return [_us(max(0.0, seconds))]
+    """
+    `PAUSE`'s ARGV: the wait in microseconds (none for a negative or NaN one).
+
+    >>> pause_args(1.5), pause_args(-1.0), pause_args(float("inf"))
+    ([1500000], [0], [86400000000])
+    """
+    return [_us(min(MAX_PAUSE, seconds) if seconds > 0 else 0.0)]
