@@ -240,8 +240,11 @@ def write_report(
         lines.append("| T3 paced run: >= 0.95 of the limit, zero 429 | see below | see below |")
         lines += ["", "## Pacing (T3)", "", "```text", *pacing, "```"]
     if shared:
+        end = lines.index("## Targets") + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1  # the last row of the targets table
         lines.insert(
-            lines.index("## Targets") + 4,
+            end,
             "| S1 4 processes sharing a RedisLimiter: >= 0.95 of the limit, zero 429 | "
             "see below | see below |",
         )
