@@ -199,11 +199,7 @@ class RedisLimiter:
         """
         if self._given is not None:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - aclose is a coroutine
-            return
-        connection = self._by_loop.pop(loop, None)
+        connection = self._by_loop.pop(asyncio.get_running_loop(), None)
         if connection is not None:
             await connection.client.aclose()
 
