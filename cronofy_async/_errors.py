@@ -8,6 +8,8 @@ Every one of them derives from `CronofyError`, so one ``except`` catches them al
     ├── PayloadError (ValueError)         a request refused before anything was sent
     ├── ClientClosedError (RuntimeError)  the API object (or the view) was closed
     ├── NotificationError (ValueError)    a push notification body that cannot be read
+    ├── LimiterUnavailableError           a shared rate limiter (Redis) did not answer in
+    │                                     time or failed; nothing was sent
     └── APIError                          a call that went out; `outcome_unknown` says whether
         │                                 the scheduler request may exist anyway
         ├── APIConnectionError            no usable response (wraps an httpx error)
@@ -47,6 +49,7 @@ __all__ = [
     "ConfigurationError",
     "CronofyError",
     "FieldError",
+    "LimiterUnavailableError",
     "LockedError",
     "NotFoundError",
     "NotificationError",
@@ -70,6 +73,20 @@ class ConfigurationError(CronofyError, ValueError):
 
 class ClientClosedError(CronofyError, RuntimeError):
     """The API object (or view) was closed; nothing was sent."""
+
+
+class LimiterUnavailableError(CronofyError):
+    """
+    The shared rate limiter could not be asked for a slot: nothing was sent for that call.
+
+    Raised by `cronofy_async.redis.RedisLimiter` when Redis is unreachable, too slow (its
+    ``timeout``, 5 s by default) or failing; the Redis error is the ``__cause__``. The request
+    never left, so sending it again later is safe. A batch reports such an item ``failed``
+    (not created), with this error.
+
+    >>> issubclass(LimiterUnavailableError, CronofyError)
+    True
+    """
 
 
 class PayloadError(CronofyError, ValueError):

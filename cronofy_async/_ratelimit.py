@@ -19,7 +19,7 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._errors import ConfigurationError, RateLimitError
 
-__all__ = ["Limiter", "PauseGate", "RateLimit", "SlidingWindowLimiter"]
+__all__ = ["Limiter", "PauseGate", "PausingLimiter", "RateLimit", "SlidingWindowLimiter"]
 
 DEFAULT_MARGIN: Final = 0.05
 
@@ -30,11 +30,25 @@ class Limiter(Protocol):
     Anything that can pace requests: awaited once before every attempt is sent.
 
     The built-in `SlidingWindowLimiter` paces one process; implement this to share a budget
-    across processes (a Redis-backed limiter, say) and pass it as ``rate_limit=``.
+    across processes (as `cronofy_async.redis.RedisLimiter` does) and pass it as
+    ``rate_limit=``.
+
+    One more method is optional: ``async def pause(self, seconds: float) -> None``. A limiter
+    that has it is told of every 429 (with the wait the server asked for), so that it can hold
+    every process sharing its budget, and its `acquire` then waits the pause out. The
+    in-process pause of the API object applies either way.
     """
 
     async def acquire(self) -> None:
         """Return when one more request may be sent."""
+
+
+@runtime_checkable
+class PausingLimiter(Limiter, Protocol):
+    """A `Limiter` with the optional `pause`: the API tells it of each 429."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every request sharing this limiter for `seconds` from now."""
 
 
 def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -10,6 +10,7 @@ sending and a 5xx may all hide a created invite; they are retried only if the ca
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,12 @@ from ._errors import (
     APIConnectionError,
     APIError,
     ConfigurationError,
+    CronofyError,
     RateLimitError,
     ResponseFormatError,
     ServerError,
 )
-from ._ratelimit import Limiter, PauseGate
+from ._ratelimit import Limiter, PauseGate, PausingLimiter
 
 __all__ = ["RetryPolicy", "retry_reason", "run_with_retries"]
 
@@ -195,6 +197,11 @@ async def run_with_retries(
                 if pause is None:
                     pause = policy.backoff(sent, rng)
                 gate.pause(pause, cause=error)
+                if isinstance(limiter, PausingLimiter):  # shared across processes: pause them all
+                    with contextlib.suppress(CronofyError):
+                        # A limiter that cannot record the pause fails the next acquire anyway,
+                        # before anything is sent; this call's error stays the 429's.
+                        await limiter.pause(pause)
             if reason is None or sent >= policy.attempts:
                 raise
             if pause is not None and pause > policy.max_retry_after:

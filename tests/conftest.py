@@ -67,6 +67,7 @@ def _no_cronofy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The developer's own shell must not leak into tests.
     monkeypatch.delenv("CRONOFY_CLIENT_SECRET", raising=False)
     monkeypatch.delenv("CRONOFY_DATA_CENTER", raising=False)
+    monkeypatch.delenv("CRONOFY_REDIS_URL", raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -113,3 +114,7 @@ async def loopback_url(loopback_fake: FakeCronofy) -> AsyncIterator[str]:
     """`loopback_fake` served over TCP on 127.0.0.1 for the test."""
     async with loopback_fake.serve() as url:
         yield url
+
+
+# Tests that need Redis get a real redis-server, started once per session (tests/redis_server.py).
+from .redis_fixtures import redis_client, redis_namespace, redis_server, redis_url  # noqa: E402, F401

@@ -21,6 +21,7 @@ from .._client import SECRET_ENV, AsyncSchedulerAPI
 from .._errors import CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
+from . import _redis_option
 from ._args import Parser, RefuseSecret
 from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, run_async
 from ._outcomes import (
@@ -116,6 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="periodic lines, no live bar (when not a terminal)"
     )
+    _redis_option.add_arguments(parser)
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -357,14 +359,23 @@ async def run_batch(
         notes = check_columns(found, defaults)
         check_concurrency(args.concurrency)
         _check_output(args.input, args.output)
-        api = AsyncSchedulerAPI(
-            secret or _secret(args),
-            data_center=args.data_center,
-            base_url=args.base_url,
-            rate_limit=None
+        client_secret = secret or _secret(args)
+        limiter = _redis_option.rate_limit(
+            args,
+            None
             if args.no_pacing
             else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
         )
+        try:
+            api = AsyncSchedulerAPI(
+                client_secret,
+                data_center=args.data_center,
+                base_url=args.base_url,
+                rate_limit=limiter,
+            )
+        except CronofyError:
+            await _redis_option.aclose(limiter)
+            raise
     except (InputError, CronofyError) as exc:
         return _refuse(err, str(exc))
     defaults = attrs.evolve(defaults, data_center=api.data_center.value)
@@ -373,6 +384,7 @@ async def run_batch(
         history = results.open()
     except ResultsError as exc:
         await api.aclose()
+        await _redis_option.aclose(limiter)
         return _refuse(err, str(exc))
     try:
         return await _go(args, api, found, defaults, history, results, notes, out, err)
@@ -386,6 +398,7 @@ async def run_batch(
     finally:
         results.close()
         await api.aclose()
+        await _redis_option.aclose(limiter)
 
 
 async def _go(
