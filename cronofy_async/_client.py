@@ -59,6 +59,13 @@ def _load_secret(client_secret: str | None) -> ClientSecret:
         )
     # A secret read from a file often ends in a newline; inner whitespace would break the header.
     value = client_secret.strip()
+    if not value.isascii():
+        # A zero-width or no-break space pasted along with the secret: no header can carry it,
+        # and the UnicodeEncodeError httpx would raise holds the whole header, secret included.
+        raise ConfigurationError(
+            "the client secret contains characters that are not ASCII (an invisible space "
+            "copied along with it?); copy it again from the Cronofy developer dashboard"
+        )
     if _BAD_SECRET_CHARS.search(value):
         raise ConfigurationError("the client secret contains whitespace or control characters")
     return ClientSecret(value)
