@@ -21,7 +21,13 @@ from ._operation import Operation
 from ._payload import check_impersonation_sub
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
 from ._request import request_headers
-from ._response import error_from_exception, error_from_response
+from ._response import (
+    UndecodableBody,
+    bodiless,
+    error_from_exception,
+    error_from_response,
+    error_from_undecodable,
+)
 from ._retry import NO_RETRY, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
 from ._secret import ClientSecret
@@ -124,17 +130,25 @@ def _own_client(
     return httpx.AsyncClient(timeout=timeout, transport=transport), transport, None
 
 
-async def _send_direct(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request
-) -> httpx.Response:
-    """Send through `transport` and read the whole body, as ``client.send`` would."""
-    response = await transport.handle_async_request(request)
-    response.request = request
+async def _read_whole(response: httpx.Response, request: httpx.Request) -> None:
+    """
+    Read the whole body, as ``client.send`` would.
+
+    A body whose ``Content-Encoding`` cannot be undone raises `UndecodableBody` with the rest
+    of the answer, so the error can still say what the status was.
+    """
     try:
         await response.aread()
+    except httpx.DecodingError as exc:
+        head = bodiless(
+            response.status_code,
+            response.headers.raw,
+            response.extensions.get("reason_phrase", b""),
+            request,
+        )
+        raise UndecodableBody(head, response.headers.get("content-encoding", ""), exc) from None
     finally:
         await response.aclose()
-    return response
 
 
 class _RawSender(Protocol):
@@ -148,6 +162,8 @@ class _RawSender(Protocol):
         body: bytes | None,
         client_timeout: Any,
         request: Callable[[], httpx.Request],
+        *,
+        decode: bool = True,
     ) -> tuple[int, str, Any, bytes]: ...
 
     def response(
@@ -333,10 +349,11 @@ class AsyncSchedulerAPI(SchedulerRequests):
         # Built once per view: parsing a URL and normalising headers cost ~100 us a request.
         self._headers = {}
         for with_body in (True, False):
-            headers = httpx.Headers(
-                request_headers(shared.secret, impersonate=impersonate, with_body=with_body)
-            )
-            self._headers[with_body] = (headers, list(headers.items()))
+            plain = request_headers(shared.secret, impersonate=impersonate, with_body=with_body)
+            # The fast path's list keeps the masked Authorization value (httpx.Headers would
+            # turn it into a plain str, which a traceback's locals would show).
+            raw = [(name.lower(), value) for name, value in plain.items()]
+            self._headers[with_body] = (httpx.Headers(plain), raw)
         self._urls = {}
         self._closed = False
         self._is_root = root
@@ -487,17 +504,25 @@ class AsyncSchedulerAPI(SchedulerRequests):
             http_request = shared.http.build_request(
                 method, url, content=body, headers=headers, timeout=shared.timeout
             )
-        read = operation.read
+        read, mutates = operation.read, operation.mutates
 
         async def attempt() -> T:
             try:
                 async with shared.in_flight.hold():
                     if direct is not None:
-                        response = await _send_direct(direct, http_request)
+                        response = await direct.handle_async_request(http_request)
+                        response.request = http_request
                     else:
-                        response = await shared.http.send(http_request)
-            except httpx.TransportError as exc:
-                raise error_from_exception(exc, http_request) from exc
+                        # Streamed, so that a body that cannot be decoded still has a status.
+                        response = await shared.http.send(http_request, stream=True)
+                    await _read_whole(response, http_request)
+            except UndecodableBody as exc:
+                raise error_from_undecodable(
+                    exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
+                ) from exc.cause
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                # A DecodingError here came from a caller's transport that decodes as it sends.
+                raise error_from_exception(exc, http_request, shared.secret) from exc
             if not response.is_success:
                 raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
             return read(response.content, lambda: response, shared.secret)
@@ -512,6 +537,7 @@ class AsyncSchedulerAPI(SchedulerRequests):
         url, url_text = self._url_for(operation)
         headers, raw_headers = self._headers[operation.body is not None]
         method, body, read = operation.method, operation.body, operation.read
+        mutates = operation.mutates
         client_timeout = fast.timeout(shared.timeout.as_dict())
 
         def request() -> httpx.Request:
@@ -525,8 +551,12 @@ class AsyncSchedulerAPI(SchedulerRequests):
                     status, reason, raw, content = await fast.send_raw(
                         method, url_text, raw_headers, body, client_timeout, request
                     )
+            except UndecodableBody as exc:
+                raise error_from_undecodable(
+                    exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
+                ) from exc.cause
             except httpx.TransportError as exc:
-                raise error_from_exception(exc, exc.request) from exc
+                raise error_from_exception(exc, exc.request, shared.secret) from exc
             if 200 <= status < 300:
                 return read(
                     content,
