@@ -6,7 +6,7 @@ import os
 import random
 import re
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
@@ -28,7 +28,7 @@ from ._response import (
     error_from_response,
     error_from_undecodable,
 )
-from ._retry import NO_RETRY, RetryPolicy, run_with_retries
+from ._retry import NO_RETRY, Attempt, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
 from ._secret import ClientSecret
 
@@ -489,7 +489,7 @@ class AsyncSchedulerAPI(SchedulerRequests):
             mutates=operation.mutates,
         )
 
-    def _httpx_attempt(self, operation: Operation[T]) -> Callable[[], Awaitable[T]]:
+    def _httpx_attempt(self, operation: Operation[T]) -> Attempt[T]:
         """One send through httpx: straight to the transport on our own client, else routed."""
         shared = self._shared
         direct = shared.direct
@@ -506,9 +506,10 @@ class AsyncSchedulerAPI(SchedulerRequests):
             )
         read, mutates = operation.read, operation.mutates
 
-        async def attempt() -> T:
+        async def attempt(ready: Callable[[], None]) -> T:
             try:
                 async with shared.in_flight.hold():
+                    ready()  # counts as sent from here: nothing awaited before the send
                     if direct is not None:
                         response = await direct.handle_async_request(http_request)
                         response.request = http_request
@@ -529,9 +530,7 @@ class AsyncSchedulerAPI(SchedulerRequests):
 
         return attempt
 
-    def _fast_attempt(
-        self, fast: _RawSender, operation: Operation[T]
-    ) -> Callable[[], Awaitable[T]]:
+    def _fast_attempt(self, fast: _RawSender, operation: Operation[T]) -> Attempt[T]:
         """One send on the fast path: no httpx Request or Response unless there is an error."""
         shared = self._shared
         url, url_text = self._url_for(operation)
@@ -545,9 +544,10 @@ class AsyncSchedulerAPI(SchedulerRequests):
                 method, url, content=body, headers=headers, extensions=shared.extensions
             )
 
-        async def attempt() -> T:
+        async def attempt(ready: Callable[[], None]) -> T:
             try:
                 async with shared.in_flight.hold():
+                    ready()  # counts as sent from here: nothing awaited before the send
                     status, reason, raw, content = await fast.send_raw(
                         method, url_text, raw_headers, body, client_timeout, request
                     )

@@ -121,3 +121,40 @@ def bearer_of(request: bytes) -> str:
         if name.strip().lower() == b"authorization":
             return value.strip().decode("latin-1").removeprefix("Bearer ")
     return ""
+
+
+async def until(condition: Callable[[], bool], *, what: str = "the condition") -> None:
+    """Let the loop (and real sockets) run until `condition` holds; fail rather than hang."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"{what} never came true")
+
+
+class HeldServer:
+    """
+    A raw server's answer that counts arrivals and holds each answer until released.
+
+    ``answers`` gives each arrival's response in turn (the last one repeats).
+    """
+
+    def __init__(self, *answers: bytes, clock: FakeClock | None = None) -> None:
+        self.answers = list(answers)
+        self.arrived = 0
+        self.released = asyncio.Event()
+        self.clock = clock
+        self.times: list[float] = []
+        self.requests: list[bytes] = []
+
+    async def __call__(self, request: bytes) -> bytes:
+        self.arrived += 1
+        self.requests.append(request)
+        if self.clock is not None:
+            self.times.append(self.clock.now)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        await self.released.wait()
+        return answer
+
+    def release(self) -> None:
+        self.released.set()

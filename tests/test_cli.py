@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -377,3 +378,58 @@ async def test_the_demo_exits_0(tmp_path: Path) -> None:
         in out.getvalue()
     )
     assert set(final_states(tmp_path / "results.jsonl").values()) == {"created"}
+
+
+async def test_an_input_that_cannot_be_decoded_fails_before_anything_is_sent(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    good = "\n".join(["email,display_name", *people(600)]) + "\n"
+    source.write_bytes(good.encode() + b"broken\xff@example.com,X\n")
+    output = tmp_path / "out.jsonl"
+    status, _out, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 2
+    assert "can't decode byte 0xff" in err
+    assert fake.received == 0
+
+
+async def test_an_input_that_breaks_midway_keeps_what_was_sent(
+    fake: FakeCronofy, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file changes under the command after it was counted (a disk error, a truncation).
+    from cronofy_async._cli import _batch_command
+
+    def breaking(path: Path, defaults: Defaults) -> Any:
+        for number, row in enumerate(read_rows(path, defaults)):
+            if number == 5:
+                raise OSError("the disk went away")
+            yield row
+
+    monkeypatch.setattr(_batch_command, "read_rows", breaking)
+    source = write_csv(tmp_path / "in.csv", people(20))
+    output = tmp_path / "out.jsonl"
+    status, out, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 1
+    assert "the batch's input raised OSError after 5 items (the disk went away)" in err
+    assert final_states(output) == dict.fromkeys(range(2, 7), "created")
+    assert fake.created_count == 5
+    assert re.search(r"not read: the input failed \(see above\) +15\n", out)
+    assert "some rows are not created" in out
+
+
+async def test_a_422_echoing_the_secret_never_reaches_the_results_file(tmp_path: Path) -> None:
+    from .helpers import bearer_of, http_response, raw_server
+
+    async def echo(request: bytes) -> bytes:
+        token = bearer_of(request)
+        body = {"errors": {"recipients.email": [{"key": token, "description": f"bad {token}"}]}}
+        return http_response(422, json.dumps(body).encode())
+
+    source = write_csv(tmp_path / "in.csv", people(3))
+    output = tmp_path / "out.jsonl"
+    async with raw_server(echo) as url:
+        status, out, err = await run(batch_args(*common(source, output, url)))
+    assert status == 1
+    text = output.read_text(encoding="utf-8")
+    assert SECRET not in text + out + err
+    assert "recipients.email: bad [secret]" in text

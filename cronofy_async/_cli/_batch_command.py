@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream
 from .._client import SECRET_ENV, AsyncSchedulerAPI
-from .._errors import CronofyError
+from .._errors import BatchInputError, CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
 from ._progress import Progress, make_progress
@@ -202,10 +202,10 @@ async def run_batch(
             if args.no_pacing
             else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
         )
+        total = count_rows(args.input)  # reads every line: a file that cannot be read fails here
     except (CronofyError, ValueError, OSError) as exc:
         err.write(f"cronofy-async batch: {exc}\n")
         return EXIT_USAGE
-    total = count_rows(args.input)
     progress = make_progress(err, plain=args.plain)
     with ResultsFile(args.output) as results:
         run = _Run(args, results, progress, err)
@@ -220,6 +220,10 @@ async def run_batch(
                 finally:
                     for result in stream.unfinished:
                         run.record(result)
+        except BatchInputError as exc:  # the rows read before it were sent and recorded
+            err.write(f"cronofy-async batch: {exc}\n")
+            run.counts["unread"] = max(0, total - sum(run.counts.values()))
+            return EXIT_INCOMPLETE
         except CronofyError as exc:  # a bad --concurrency, say: nothing was sent
             err.write(f"cronofy-async batch: {exc}\n")
             return EXIT_USAGE
@@ -270,7 +274,9 @@ def _interrupts(
 
 
 def _all_created(counts: Counter[str]) -> bool:
-    return not any(counts[k] for k in ("failed", "unknown", "not_sent", "bad", "skipped_unknown"))
+    return not any(
+        counts[k] for k in ("failed", "unknown", "not_sent", "bad", "skipped_unknown", "unread")
+    )
 
 
 def _summary(run: _Run, total: int, args: argparse.Namespace, out: IO[str]) -> None:
@@ -285,6 +291,8 @@ def _summary(run: _Run, total: int, args: argparse.Namespace, out: IO[str]) -> N
         ("not sent", counts["not_sent"]),
         ("bad rows (see the lines above)", counts["bad"]),
     ]
+    if counts["unread"]:
+        rows.append(("not read: the input failed (see above)", counts["unread"]))
     out.write(f"\nresults: {args.output}\n")
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
