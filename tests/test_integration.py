@@ -23,7 +23,9 @@ from cronofy_async import (
     Event,
     Host,
     NewSchedulerRequest,
+    Outcome,
     RateLimit,
+    RateLimitError,
     Recipient,
     RetryPolicy,
     ServerError,
@@ -164,6 +166,25 @@ async def test_opting_in_to_unsafe_retries_can_duplicate(
     ) as api:
         await api.create_scheduler_request(invite(0))
     assert len(fake.duplicates()) == 1
+
+
+async def test_a_batch_item_that_may_have_been_created_stays_unknown_through_later_429s(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
+    # Retrying unsafely: a 500 that created the invite, then two 429s that prove nothing about
+    # it. The item must come out unknown, never failed (an invitation to send it again).
+    fake.inject(Fault.ERROR_AFTER_CREATE)
+    fake.inject(Fault.RATE_LIMITED, times=2)
+    policy = RetryPolicy(retry_unsafe=True, attempts=3)
+    async with connect(fake, base_url, http_backend=backend, retry=policy) as api:
+        report = await api.batch_create_scheduler_requests([invite(0)])
+    (result,) = report.results
+    assert result.outcome is Outcome.UNKNOWN
+    assert isinstance(result.error, RateLimitError)
+    assert result.error.outcome_unknown is True
+    assert result.attempts == 3
+    assert fake.received == 3
+    assert fake.created_count == 1
 
 
 async def test_a_fault_storm_creates_nothing_twice(
