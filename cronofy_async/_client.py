@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import random
 import re
@@ -17,6 +19,7 @@ from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
+from ._loops import LoopEnd
 from ._operation import Operation
 from ._payload import check_impersonation_sub
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
@@ -100,9 +103,22 @@ def _make_limiter(rate_limit: RateLimit | Limiter | None, clock: Clock) -> Limit
     )
 
 
-def _own_client(
-    timeout: httpx.Timeout, max_in_flight: int, backend: str
-) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport | None, _RawSender | None]:
+OwnClient = tuple[httpx.AsyncClient, "httpx.AsyncBaseTransport | None", "_RawSender | None"]
+"""The library's own client, the transport to send through directly, and the fast sender."""
+
+
+def _loop_bound(client: httpx.AsyncClient) -> bool:
+    """
+    Whether `client` holds a connection pool bound to the loop that used it (httpx's own).
+
+    httpx offers no public way to ask; a client whose transports cannot be seen is assumed
+    loop-free (a mock, an ASGI app), as those are.
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    return any(isinstance(transport, httpx.AsyncHTTPTransport) for transport in transports)
+
+
+def _own_client(timeout: httpx.Timeout, max_in_flight: int, backend: str) -> OwnClient:
     """
     The library's own client, and how to send past its machinery when that is safe.
 
@@ -184,6 +200,8 @@ class _Shared:
 
     http: httpx.AsyncClient
     owns_http: bool
+    remake: Callable[[], OwnClient] | None
+    """How to build the library's own client again in another loop (``None``: the caller's)."""
     secret: ClientSecret
     timeout: httpx.Timeout
     retry: RetryPolicy
@@ -203,6 +221,43 @@ class _Shared:
         default=attrs.Factory(lambda self: {"timeout": self.timeout.as_dict()}, takes_self=True)
     )
     """What ``build_request`` would attach (the timeouts), computed once for the direct path."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop the client's pool belongs to, once one has used it."""
+    loop_end: LoopEnd | None = None
+    """Closes the library's own client as that loop shuts down."""
+
+    def use(self, make: Callable[[], OwnClient]) -> None:
+        """Send through a client of the library's own built by `make` (again in each loop)."""
+        self.remake = make
+        self.http, self.direct, self.fast = make()
+        self.owns_http = True
+
+    def enter_loop(self) -> None:
+        """
+        Bind the client to the running loop before anything is sent in it.
+
+        The library's own client is rebuilt if it belongs to another loop (or was closed as
+        its loop ended); a caller's client whose pool belongs to another loop is refused.
+        """
+        loop = asyncio.get_running_loop()
+        if self.loop is loop and not self.http.is_closed:
+            return
+        if self.remake is None:
+            if self.loop is not None and self.loop is not loop and _loop_bound(self.http):
+                raise ConfigurationError(
+                    "the http_client given to this AsyncSchedulerAPI was used in another event "
+                    "loop, and httpx's connection pool cannot move between loops; nothing was "
+                    "sent. Build the client (and the API object) in the loop that uses it, or "
+                    "let the library build its own."
+                )
+            self.loop = loop
+            return
+        if self.loop_end is not None:
+            self.loop_end.dismiss()
+        if self.loop is not None:  # used by another loop, or closed as its loop ended
+            self.http, self.direct, self.fast = self.remake()
+        self.loop = loop
+        self.loop_end = LoopEnd(self.http.aclose)
 
 
 class AsyncSchedulerAPI(SchedulerRequests):
@@ -310,8 +365,10 @@ class AsyncSchedulerAPI(SchedulerRequests):
                 "http_backend applies to the client the library builds; with http_client=, "
                 "configure that client's transport yourself"
             )
+        remake: Callable[[], OwnClient] | None = None
         if http_client is None:
-            http, direct, fast = _own_client(checked_timeout, max_in_flight, http_backend)
+            remake = functools.partial(_own_client, checked_timeout, max_in_flight, http_backend)
+            http, direct, fast = remake()
             owns = True
         elif isinstance(http_client, httpx.AsyncClient):
             http, owns, direct, fast = http_client, False, None, None
@@ -322,6 +379,7 @@ class AsyncSchedulerAPI(SchedulerRequests):
         shared = _Shared(
             http=http,
             owns_http=owns,
+            remake=remake,
             secret=secret,
             timeout=checked_timeout,
             retry=retry or NO_RETRY,
@@ -399,7 +457,12 @@ class AsyncSchedulerAPI(SchedulerRequests):
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` shared by this object and all its views."""
+        """
+        The ``httpx.AsyncClient`` shared by this object and all its views.
+
+        The library's own is bound to one event loop: it closes as that loop ends, and a new
+        one is built when the object is used from another loop.
+        """
         return self._shared.http
 
     @property
@@ -427,9 +490,12 @@ class AsyncSchedulerAPI(SchedulerRequests):
         self._closed = True
         if not self._is_root:
             return
-        self._shared.closed = True
-        if self._shared.owns_http:
-            await self._shared.http.aclose()
+        shared = self._shared
+        shared.closed = True
+        if shared.loop_end is not None:
+            shared.loop_end.dismiss()
+        if shared.owns_http:
+            await shared.http.aclose()
 
     async def __aenter__(self) -> Self:
         self._check_open()
@@ -451,7 +517,8 @@ class AsyncSchedulerAPI(SchedulerRequests):
             )
         if self._closed:
             raise ClientClosedError("this view was closed; nothing was sent")
-        if self._shared.http.is_closed:
+        # The library's own client closes as its loop ends, and is rebuilt in the next one.
+        if self._shared.remake is None and self._shared.http.is_closed:
             raise ClientClosedError(
                 "the httpx.AsyncClient behind this AsyncSchedulerAPI is closed; nothing was sent"
             )
@@ -472,6 +539,7 @@ class AsyncSchedulerAPI(SchedulerRequests):
         """Pace, wait out a 429 pause, send, retry as the operation allows, and read."""
         self._check_open()
         shared = self._shared
+        shared.enter_loop()
         if shared.fast is not None:
             attempt = self._fast_attempt(shared.fast, operation)
         else:

@@ -237,13 +237,25 @@ class FakeCronofy:
         """
         An `AsyncSchedulerAPI` wired to this fake in process, with its secret.
 
-        Options are passed on (``retry=``, ``rate_limit=``, ``timeout=``...). Closing the API
-        closes the in-process client too.
+        Options are passed on (``retry=``, ``rate_limit=``, ``timeout=``...). The API sends as
+        it does by default, through a client of its own (straight to its transport, rebuilt
+        in each event loop), only in process: no sockets. The ``aiohttp`` backend needs a
+        socket: `serve` the fake for it. Closing the API closes the in-process client too.
         """
+        if "http_client" in options or options.get("http_backend", "httpx") != "httpx":
+            raise ConfigurationError(
+                "fake.api() sends in process, through the library's default (httpx) path; for "
+                "http_client= or http_backend='aiohttp', serve the fake: async with "
+                "fake.serve() as url: AsyncSchedulerAPI(fake.secret, base_url=url, ...)"
+            )
         options.setdefault("client_secret", self.secret)
-        api = AsyncSchedulerAPI(base_url=IN_PROCESS_URL, http_client=self.client(), **options)
-        api._shared.owns_http = True  # the client was made for this API alone
+        api = AsyncSchedulerAPI(base_url=IN_PROCESS_URL, **options)
+        api._shared.use(self._own_client)
         return api
+
+    def _own_client(self) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport, None]:
+        transport = InProcessTransport(self)
+        return httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL), transport, None
 
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
