@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gzip
 import hashlib
 import itertools
 import json
@@ -46,7 +47,16 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class DropConnection(Exception):  # noqa: N818 - it is an instruction, not an error
-    """Raised inside the app to make the server drop the connection without an answer."""
+    """
+    Raised inside the app to make the server drop the connection.
+
+    `answered` says whether an answer was begun first (processed, then cut off mid-answer) or
+    not a byte of one was sent (a server that closes without answering).
+    """
+
+    def __init__(self, *, answered: bool) -> None:
+        super().__init__("answer begun, then cut off" if answered else "closed without answering")
+        self.answered = answered
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +162,10 @@ class FakeCronofy:
         faults: random faults to inject; see also `inject`.
         record: keep every created request in `created`. Off, only counts are kept, so memory
             stays flat in a long benchmark.
+        compress: gzip every answer whose request accepts it (``Accept-Encoding: gzip``), as
+            servers and proxies in front of an API often do.
+        retry_after: send ``Retry-After`` with each 429. Cronofy does not document one: turn it
+            off to see what a client does without it.
 
     """
 
@@ -165,6 +179,8 @@ class FakeCronofy:
         faults: Faults = Faults(),  # noqa: B008 - frozen
         record: bool = True,
         select_url_base: str = "https://app.cronofy.test",
+        compress: bool = False,
+        retry_after: bool = True,
     ) -> None:
         secrets_ = _clean_set("client_secrets", client_secrets)
         if not secrets_:
@@ -180,6 +196,8 @@ class FakeCronofy:
         """The random faults in force; assign a new `Faults` to change them mid-test."""
         self._scripted: collections.deque[Fault] = collections.deque()
         self._record = record
+        self._compress = compress
+        self._retry_after = retry_after
         self._select_url_base = select_url_base.rstrip("/")
         self._sequence = itertools.count()
         self._seen: collections.Counter[bytes] = collections.Counter()
@@ -191,6 +209,8 @@ class FakeCronofy:
         """How many requests arrived, whatever became of them."""
         self.outcomes: collections.Counter[str] = collections.Counter()
         """How many requests ended each way: ``created``, ``401``, ``422``, ``429``, a fault..."""
+        self.compressed = 0
+        """How many answers were sent gzip-compressed (with ``compress=True``)."""
 
     def __repr__(self) -> str:
         return (
@@ -281,7 +301,15 @@ class FakeCronofy:
         body = await _read_body(receive)
         try:
             status, payload, headers = await self._handle(scope, body)
-        except DropConnection:
+        except DropConnection as drop:
+            transport = _connection_of(send)
+            if not drop.answered and transport is not None:
+                # Close without a byte of an answer, and wait until the server has noticed, so
+                # it does not write a 500 for an app that returned without answering.
+                transport.close()
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # pragma: no cover - nothing else arrives once the body is read
+                return
             # A server that raises before answering gets a 500 written for it; start an answer
             # and abandon it instead, so the client sees the connection cut mid-response.
             await send(
@@ -293,6 +321,10 @@ class FakeCronofy:
             )
             raise
         content = b"" if payload is None else json.dumps(payload).encode()
+        if self._compress and content and _accepts_gzip(scope):
+            content = gzip.compress(content, compresslevel=5)
+            headers = [*headers, (b"content-encoding", b"gzip"), (b"vary", b"accept-encoding")]
+            self.compressed += 1
         await send(
             {
                 "type": "http.response.start",
@@ -325,13 +357,13 @@ class FakeCronofy:
                 "fault:rate_limited",
                 429,
                 {"error": "too_many_requests"},
-                [(b"retry-after", seconds)],
+                [(b"retry-after", seconds)] if self._retry_after else [],
             )
         if fault is Fault.UNAVAILABLE:
             return self._done("fault:unavailable", 503, {"error": "service_unavailable"})
         if fault is Fault.DROP_BEFORE:
             self.outcomes["fault:drop_before"] += 1
-            raise DropConnection
+            raise DropConnection(answered=False)
 
         secret = _bearer(headers.get("authorization"))
         if secret is None or secret not in self._secrets:
@@ -370,7 +402,7 @@ class FakeCronofy:
             return self._done("fault:error_after_create", 500, {"error": "internal"})
         if fault is Fault.DROP_AFTER:
             self.outcomes["fault:drop_after"] += 1
-            raise DropConnection
+            raise DropConnection(answered=True)
         if fault is Fault.SLOW:
             self.outcomes["fault:slow"] += 1
             await asyncio.sleep(self.faults.slow_seconds)
@@ -389,7 +421,8 @@ class FakeCronofy:
     def _rate_limited(self, wait: float) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         # Whole seconds, as HTTP's Retry-After takes, rounded up so a client that obeys fits.
         seconds = str(max(1, math.ceil(wait))).encode()
-        return self._done("429", 429, {"error": "too_many_requests"}, [(b"retry-after", seconds)])
+        headers = [(b"retry-after", seconds)] if self._retry_after else []
+        return self._done("429", 429, {"error": "too_many_requests"}, headers)
 
     def _next_fault(self, body: bytes) -> Fault | None:
         if self._scripted:
@@ -498,6 +531,25 @@ def _bearer(value: str | None) -> str | None:
         return None
     scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _connection_of(send: Send) -> asyncio.BaseTransport | None:
+    """
+    The connection an ASGI server answers on, where it can be found (uvicorn's, by its send).
+
+    ASGI has no way to close a connection without answering; the in-process transport has no
+    connection at all, and turns `DropConnection` into what a client would see instead.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    return transport if isinstance(transport, asyncio.BaseTransport) else None
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name.lower() == b"accept-encoding":
+            codings = (part.split(b";")[0].strip().lower() for part in value.split(b","))
+            return b"gzip" in codings
+    return False
 
 
 def _headers(scope: Scope) -> dict[str, str]:
