@@ -171,3 +171,27 @@ async def test_a_compressed_answer_through_a_callers_client_over_the_aiohttp_tra
     ):
         created = await api.create_scheduler_request(seed_request())
     assert created.select_url == "https://app.cronofy.com/r/234ebnd"
+
+
+async def test_an_encoding_neither_backend_decodes_is_a_format_error(backend: Backend) -> None:
+    # Neither backend asks for br; a server that sends it anyway is read as it came, which is
+    # not JSON: the invite was probably created, and the error says so.
+    answer = answering(200, b"\x8b\x02\x80not-json", headers=[("Content-Encoding", "br")])
+    async with raw_server(answer) as url, api_for(url, backend) as api:
+        with pytest.raises(ResponseFormatError) as info:
+            await api.create_scheduler_request(seed_request())
+    assert info.value.outcome_unknown is True
+
+
+def test_an_undecodable_success_of_a_read_says_nothing_was_changed() -> None:
+    from cronofy_async._response import UndecodableBody, bodiless, error_from_undecodable
+
+    request = httpx.Request("GET", "https://api.cronofy.com/v1/scheduler_requests/x")
+    head = bodiless(200, [(b"content-encoding", b"gzip")], b"OK", request)
+    error = error_from_undecodable(
+        UndecodableBody(head, "gzip", httpx.DecodingError("bad", request=request)), mutates=False
+    )
+    assert isinstance(error, ResponseFormatError)
+    assert error.outcome_unknown is False
+    assert "probably processed" not in str(error)
+    assert "content-encoding" not in error.response.headers

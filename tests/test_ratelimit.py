@@ -146,6 +146,9 @@ async def test_callers_who_give_up_waiting_give_their_turn_back() -> None:
         await asyncio.sleep(0)
     assert callers[0].done()  # the first went at once
     assert clock.sleeping == 1  # one waits for its turn on the clock, the rest in line
+    callers[300].cancel()  # one in line gives up: it leaves the line, the head stays
+    await asyncio.gather(callers[300], return_exceptions=True)
+    assert len(limiter._line) == 597
     for caller in callers[1:]:
         caller.cancel()
     await asyncio.gather(*callers, return_exceptions=True)
@@ -153,20 +156,42 @@ async def test_callers_who_give_up_waiting_give_their_turn_back() -> None:
     assert limiter.reserve(clock.now) == pytest.approx(clock.now + spacing)
 
 
+class SteppedClock(FakeClock):
+    """Virtual time whose sleeps end only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(start=0.0)
+        self.tick = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.tick.wait()
+        self.now += seconds
+
+
 async def test_a_caller_in_line_cancelled_as_its_turn_comes_passes_it_on() -> None:
-    clock = FakeClock(start=0.0)
+    clock = SteppedClock()
     limiter = SlidingWindowLimiter(RateLimit(per_second=1, per_minute=None), clock=clock)
     await limiter.acquire()  # the window is full for 1.05 s
-    head = asyncio.ensure_future(limiter.acquire())
+    second: asyncio.Future[None] | None = None
+
+    async def head() -> None:
+        await limiter.acquire()  # hands its turn to the second as it leaves...
+        assert second is not None
+        second.cancel()  # ...which is cancelled before it runs: the third gets it
+
+    first = asyncio.ensure_future(head())
     await asyncio.sleep(0)
     second = asyncio.ensure_future(limiter.acquire())
     third = asyncio.ensure_future(limiter.acquire())
     await asyncio.sleep(0)
-    await head  # hands its turn to the second...
-    second.cancel()  # ...which is cancelled before it runs: the third gets it
+    assert len(limiter._line) == 2  # both wait in line behind the head
+    clock.tick.set()
+    await first
     await third
     assert second.cancelled()
     assert clock.now == pytest.approx(2.1)
+    assert limiter._head is None
 
 
 def test_a_limiter_left_mid_wait_by_a_closed_loop_serves_the_next_loop() -> None:

@@ -142,3 +142,33 @@ async def test_no_traceback_local_shows_the_secret(backend: Backend, server: Any
     text = rendered(error)
     assert SECRET not in text
     assert "Bearer" not in text or "[secret]" in text or "[secure]" in text
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(None, id="connect-refused"),
+        pytest.param(never_answer, id="read-timeout"),
+        pytest.param(answer_with(401), id="401"),
+        pytest.param(answer_with(200, headers=[("Content-Encoding", "gzip")]), id="bad-gzip"),
+    ],
+)
+async def test_no_traceback_local_shows_the_secret_through_a_callers_client(server: Any) -> None:
+    import httpx
+
+    options: dict[str, Any] = {"rate_limit": None, "retry": None, "timeout": 0.3}
+    async with httpx.AsyncClient() as client:
+        if server is None:
+            url = f"http://127.0.0.1:{closed_port()}"
+            async with AsyncSchedulerAPI(
+                SECRET, base_url=url, http_client=client, **options
+            ) as api:
+                error = await failure_of(api)
+        else:
+            async with (
+                raw_server(server) as url,
+                AsyncSchedulerAPI(SECRET, base_url=url, http_client=client, **options) as api,
+            ):
+                error = await failure_of(api)
+    assert isinstance(error, APIError)
+    assert SECRET not in rendered(error)

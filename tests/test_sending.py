@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
+import httpx
 import pytest
 
 from cronofy_async import (
@@ -317,3 +318,138 @@ async def test_a_crash_in_the_input_is_raised_not_hung_on() -> None:
     with pytest.raises(Boom):
         async with asyncio.timeout(10):
             _ = [result async for result in stream]
+
+
+class HeldClock(FakeClock):
+    """Virtual time whose sleeps never end on their own: a caller waits until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.sleeping += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.sleeping -= 1
+
+
+WHERE = ["429-pause", "pacing", "in-flight-slot", "answer", "retry-pause", "retry-backoff"]
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_a_call_cancelled_at_any_await_counts_exactly_what_reached_the_server(
+    backend: Backend, where: str
+) -> None:
+    # The invariant behind every batch outcome: a request counted as sent reached the server,
+    # and one that reached the server was counted, wherever the caller gives up.
+    from cronofy_async import RetryPolicy
+
+    clock = HeldClock()
+    first = {
+        "retry-pause": http_response(429, b"{}", headers=[("Retry-After", "5")]),
+        "retry-backoff": http_response(503, b"{}"),
+    }.get(where, OK)
+    server = HeldServer(first, OK)
+    if where != "answer" and where != "in-flight-slot":
+        server.release()
+    options: dict[str, Any] = {"retry": RetryPolicy(retry_unsafe=True)}
+    limiter = GatedLimiter(free=0 if where == "pacing" else 10)
+    options["rate_limit"] = limiter
+    if where == "in-flight-slot":
+        options["max_in_flight"] = 1
+    counted: list[int] = []
+    async with raw_server(server) as url, connect(url, backend, clock=clock, **options) as api:
+        api._shared.limiter = limiter
+        if where == "429-pause":
+            cause = RateLimitError("429", response=httpx.Response(429), retry_after=5)
+            api._shared.gate.pause(5, cause=cause)
+        blocker = None
+        if where == "in-flight-slot":
+            blocker = asyncio.ensure_future(api._create(invite(9), lambda: counted.append(9)))
+            await until(lambda: server.arrived == 1)
+        call = asyncio.ensure_future(api._create(invite(0), lambda: counted.append(0)))
+        waiting = {
+            "429-pause": lambda: clock.sleeping == 1,
+            "pacing": lambda: limiter.waiting == 1,
+            "in-flight-slot": lambda: len(api._shared.in_flight._waiters) == 1,
+            "answer": lambda: server.arrived == 1,
+            "retry-pause": lambda: server.arrived == 1 and clock.sleeping == 1,
+            "retry-backoff": lambda: server.arrived == 1 and clock.sleeping == 1,
+        }[where]
+        await until(waiting, what=f"the call waiting at {where}")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        if blocker is not None:
+            server.release()
+            await blocker
+    reached = [r for r in server.requests if b"person0@" in r]
+    assert counted.count(0) == len(reached)
+    assert len(reached) == (1 if where in ("answer", "retry-pause", "retry-backoff") else 0)
+
+
+def sender_blocking_on(blocked: set[int]) -> Any:
+    """A batch sender: items in `blocked` wait forever before going out; others are created."""
+
+    async def send(item: int, on_send: Any) -> str:
+        await asyncio.sleep(0)
+        if item in blocked:
+            await asyncio.Event().wait()
+        on_send()
+        return f"created {item}"
+
+    return send
+
+
+@pytest.mark.parametrize("how", ["stop", "close"])
+async def test_an_item_read_but_not_yet_picked_up_is_not_sent(how: str) -> None:
+    # Item 2 is read (and queued for a worker) just before the stop or the close.
+    stream: BatchStream[int, str] = BatchStream(
+        None, range(4), concurrency=2, send=sender_blocking_on({1})
+    )
+    first = await anext(stream)
+    assert first.index == 0
+    await asyncio.sleep(0)  # the reader takes the freed slot and queues item 2
+    assert stream._todo.qsize() == 1
+    if how == "stop":
+        stream.stop()
+        rest = [result async for result in stream]
+    else:
+        await stream.aclose()
+        rest = stream.unfinished
+    assert sorted((r.index, r.outcome) for r in rest) == [
+        (1, Outcome.NOT_SENT),
+        (2, Outcome.NOT_SENT),
+    ]
+
+
+async def test_stop_before_the_first_result_reads_nothing() -> None:
+    read: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(3):
+            read.append(i)
+            yield i
+
+    stream: BatchStream[int, str] = BatchStream(
+        None, source(), concurrency=2, send=sender_blocking_on(set())
+    )
+    stream.stop()
+    stream.stop()  # twice is harmless
+    assert [result async for result in stream] == []
+    assert read == []
+
+
+def test_what_an_exception_amounts_to_by_the_send_counter() -> None:
+    from cronofy_async import ClientClosedError
+    from cronofy_async._batch import outcome_of
+
+    closed = ClientClosedError("closed")
+    assert outcome_of(closed, sent=0) is Outcome.NOT_SENT
+    assert outcome_of(asyncio.CancelledError(), sent=0) is Outcome.NOT_SENT
+    assert outcome_of(asyncio.CancelledError(), sent=1) is Outcome.UNKNOWN
+    assert outcome_of(RuntimeError("bug"), sent=0) is Outcome.FAILED
+    assert outcome_of(RuntimeError("bug")) is Outcome.UNKNOWN  # by default: it may have gone
