@@ -433,3 +433,30 @@ async def test_a_422_echoing_the_secret_never_reaches_the_results_file(tmp_path:
     text = output.read_text(encoding="utf-8")
     assert SECRET not in text + out + err
     assert "recipients.email: bad [secret]" in text
+
+
+async def test_rows_that_can_never_be_sent_are_failed_never_unknown(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    # A JSON line can carry half of a surrogate pair, NaN, or a sub no header can carry: each
+    # is refused before anything goes out, and a re-run knows it was never sent.
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                '{"email": "a@example.com", "summary": "Intro \\ud83d call"}',
+                '{"email": "b@example.com", "impersonate": "acc_\\u00e9"}',
+                '{"email": "c@example.com", "impersonate": "acc_2\\u200b"}',
+                '{"email": "d@example.com"}',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    output = tmp_path / "out.jsonl"
+    status, _out, _err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 1
+    states = final_states(output)
+    assert states[4] == "created"
+    assert {states[1], states[2], states[3]} == {"failed"}
+    assert fake.received == 1
