@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import httpx
 
+from ._response import UndecodableBody, bodiless, decode_content
+
 __all__ = ["AiohttpTransport"]
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
@@ -58,7 +60,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     The session is made on first use, inside the running loop, and again if a later request
     comes from another loop (as under pytest-asyncio's per-test loops). Cookies are ignored and
-    bodies are not decompressed by aiohttp: httpx decodes them, as with its own transport.
+    bodies are not decompressed by aiohttp: httpx's decoders undo ``Content-Encoding``, so
+    both backends read a compressed answer the same way.
     """
 
     def __init__(self, *, limit: int) -> None:
@@ -116,10 +119,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body: bytes | None,
         client_timeout: aiohttp.ClientTimeout,
         request: Callable[[], httpx.Request],
+        *,
+        decode: bool = True,
     ) -> tuple[int, str, RawHeaders, bytes]:
         """
         Send and return ``(status, reason, raw headers, body)``: the fast path's whole need.
 
+        The body comes back decoded (``Content-Encoding`` undone as httpx would, and the header
+        dropped) unless `decode` is false; one that cannot be decoded raises `UndecodableBody`.
         `request` makes the ``httpx.Request`` only if a failure must be reported with one.
         """
         session = self._session_here()
@@ -133,15 +140,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=client_timeout,
             ) as response:
                 content = await response.read()
-                return response.status, response.reason or "", response.raw_headers, content
+                status, reason = response.status, response.reason or ""
+                raw, encoding = response.raw_headers, response.headers.get("Content-Encoding")
         except (aiohttp.ClientError, TimeoutError) as error:
             raise _map_error(error, request()) from error
+        if encoding is not None and decode:
+            try:
+                content = decode_content(content, encoding)
+            except httpx.DecodingError as error:
+                head = bodiless(status, raw, reason.encode(), request())
+                raise UndecodableBody(head, encoding, error) from None
+            raw = tuple(pair for pair in raw if pair[0].lower() != b"content-encoding")
+        return status, reason, raw, content
 
     @staticmethod
     def response(
         status: int, reason: str, raw: RawHeaders, content: bytes, request: httpx.Request
     ) -> httpx.Response:
-        """The ``httpx.Response`` for what `send_raw` returned (for errors and the client)."""
+        """The ``httpx.Response`` for what `send_raw` returned (a decoded body)."""
         response = httpx.Response(
             status,
             headers=[(k, v) for k, v in raw if k.lower() != b"content-length"],
@@ -152,7 +168,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send `request` and return the whole response (the ``httpx.AsyncClient`` path)."""
+        """
+        Send `request` and return the whole response (the ``httpx.AsyncClient`` path).
+
+        The body is handed over as it came, for httpx to decode when it is read, as from its
+        own transport.
+        """
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
@@ -165,8 +186,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request.content or None,
             self.timeout(request.extensions.get("timeout", {})),
             lambda: request,
+            decode=False,
         )
-        return self.response(status, reason, raw, content, request)
+        return httpx.Response(
+            status,
+            headers=[(k, v) for k, v in raw if k.lower() not in _SKIP],
+            stream=httpx.ByteStream(content),
+            extensions={"reason_phrase": reason.encode(), "http_version": b"HTTP/1.1"},
+            request=request,
+        )
 
     async def aclose(self) -> None:
         """Close the session and its connections."""

@@ -18,6 +18,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Mapping,
 )
@@ -29,9 +30,9 @@ import attrs
 from ._errors import (
     APIError,
     AuthenticationError,
+    BatchInputError,
     ClientClosedError,
     ConfigurationError,
-    CronofyError,
     PaymentRequiredError,
     PermissionDeniedError,
 )
@@ -136,14 +137,22 @@ class BatchReport(Generic[Q, M]):
         return [result for result in self.results if result.outcome is outcome]
 
 
-def outcome_of(error: BaseException) -> Outcome:
-    """The outcome an exception raised while creating one item amounts to."""
-    if isinstance(error, ClientClosedError):
-        return Outcome.NOT_SENT
+def outcome_of(error: BaseException, *, sent: int | bool = True) -> Outcome:
+    """
+    The outcome an exception raised while creating one item amounts to.
+
+    `sent` is how many times the item went out (counted at the last moment before its bytes
+    left); by default it is assumed that it may have. What failed before it ever went out was
+    not created: `Outcome.FAILED`, or `Outcome.NOT_SENT` if the batch or the API object
+    stopped it. After, an `APIError` says whether the invite may exist, and anything else
+    unforeseen is assumed to have created it.
+    """
+    if isinstance(error, ClientClosedError | asyncio.CancelledError):
+        return Outcome.NOT_SENT if not sent else Outcome.UNKNOWN
+    if not sent:
+        return Outcome.FAILED
     if isinstance(error, APIError):
         return Outcome.UNKNOWN if error.outcome_unknown else Outcome.FAILED
-    if isinstance(error, CronofyError):  # refused before sending: PayloadError and the like
-        return Outcome.FAILED
     return Outcome.UNKNOWN  # something unforeseen mid-flight: assume the worst
 
 
@@ -174,6 +183,8 @@ class _Item(Generic[Q, M]):
     index: int
     request: Q
     sent: int = 0
+    stopped: bool = False
+    """The batch stopped while this item waited to go out: its cancellation is the batch's."""
 
     def on_send(self) -> None:
         self.sent += 1
@@ -181,6 +192,19 @@ class _Item(Generic[Q, M]):
     def result(self, outcome: Outcome, **fields: Any) -> BatchResult[Q, M]:
         return BatchResult(index=self.index, request=self.request, outcome=outcome, **fields)
 
+
+class _Wake:
+    """Tells the reader of results to look again whether everything was accounted for."""
+
+
+class _Crash:
+    """A task of the batch failed unexpectedly: the reader of results raises `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_WAKE: Final = _Wake()
 
 Send = Callable[[Q, Callable[[], None]], Awaitable[M]]
 """How a batch sends one item: ``send(item, on_send)``; `on_send` is called as it goes out."""
@@ -190,9 +214,16 @@ class BatchStream(Generic[Q, M]):
     """
     The results of a batch, as each item completes (an async iterator).
 
+    A result is yielded as soon as it is known, whatever the input is doing: one task reads the
+    input, `concurrency` workers send, and the results come through a queue. At most
+    `concurrency` items are read and not yet yielded at any time.
+
     Close it early (``break`` inside ``async with``, or `aclose`) or cancel the task reading it,
     and the items still in flight are cancelled cleanly; their outcomes, `Outcome.UNKNOWN` for
     those already sent and `Outcome.NOT_SENT` for the others, are then in `unfinished`.
+
+    If the input raises, every item read before it is still sent and yielded, then
+    `BatchInputError` is raised, with the input's exception as its ``__cause__``.
     """
 
     def __init__(
@@ -205,15 +236,26 @@ class BatchStream(Generic[Q, M]):
     ) -> None:
         # How one item is sent: the endpoint's create, or the command line's per-row routing.
         self._send = send
-        self._source = _aiter(requests)
+        self._requests = requests
         self._concurrency = check_concurrency(concurrency)
-        self._pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]] = {}
         self._stream = self._run()
         self.unfinished: list[BatchResult[Q, M]] = []
         """Items in flight when the stream was closed or cancelled, with their outcomes."""
         self.stopped_by: BaseException | None = None
         """The error (401, 402, 403) that stopped the batch early, if one did."""
         self._stopping = False
+        self._reader: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle = 0
+        self._busy: dict[asyncio.Task[None], _Item[Q, M]] = {}
+        self._todo: asyncio.Queue[_Item[Q, M]] = asyncio.Queue()
+        self._done: asyncio.Queue[BatchResult[Q, M] | _Wake | _Crash] = asyncio.Queue()
+        # Taken for each item read, given back as its result is yielded.
+        self._slots = asyncio.Semaphore(self._concurrency)
+        self._read = 0
+        self._yielded = 0
+        self._reading = True
+        self._source_error: Exception | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -226,12 +268,15 @@ class BatchStream(Generic[Q, M]):
         Wind the batch down gently: read no more input and send nothing new.
 
         Requests already sent finish and keep their real outcome (no `Outcome.UNKNOWN` from the
-        stop itself); items read but not yet sent come out as `Outcome.NOT_SENT`. Items not
-        yet read from the input are left there. The iteration then ends normally.
+        stop itself). Items read but not yet sent, including those waiting for pacing, for a
+        429 pause or for an in-flight slot, come out as `Outcome.NOT_SENT` and are never sent.
+        Items not yet read from the input are left there. The iteration then ends normally.
         """
         if not self._stopping:
             self._stopping = True
-            self._cancel_unsent(self._pending)
+            self._cancel_unsent()
+            if self._reader is not None:
+                self._reader.cancel()  # even mid-read: a slow input must not hold the end back
 
     async def aclose(self) -> None:
         """Stop the batch: cancel what is in flight and record it in `unfinished`."""
@@ -248,87 +293,150 @@ class BatchStream(Generic[Q, M]):
     ) -> None:
         await self.aclose()
 
-    async def _one(self, item: _Item[Q, M]) -> BatchResult[Q, M]:
+    # -- the reader of the input -------------------------------------------------------------
+
+    async def _read_input(self) -> None:
+        source = _aiter(self._requests)
         try:
-            created = await self._send(item.request, item.on_send)
-        except Exception as error:
-            return item.result(outcome_of(error), error=error, attempts=item.sent)
-        return item.result(Outcome.CREATED, created=created, attempts=item.sent)
+            while not self._stopping:
+                await self._slots.acquire()
+                try:
+                    request = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except Exception as error:  # the input's own failure, raised at the end
+                    self._source_error = error
+                    return
+                item: _Item[Q, M] = _Item(self._read, request)
+                self._read += 1
+                if self.stopped_by is not None:
+                    # Account for the rest of the input without sending any of it.
+                    self._done.put_nowait(item.result(Outcome.NOT_SENT, error=self.stopped_by))
+                    continue
+                self._todo.put_nowait(item)
+                if self._idle == 0 and len(self._workers) < self._concurrency:
+                    self._workers.append(self._start(self._work()))
+        finally:
+            self._reading = False
+            self._done.put_nowait(_WAKE)
+
+    # -- the workers -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None  # noqa: S101 - always run as a task
+        while True:
+            self._idle += 1
+            try:
+                item = await self._todo.get()
+            finally:
+                self._idle -= 1
+            if self.stopped_by is not None or self._stopping:
+                self._done.put_nowait(item.result(Outcome.NOT_SENT, error=self.stopped_by))
+                continue
+            self._busy[me] = item
+            try:
+                created = await self._send(item.request, item.on_send)
+            except asyncio.CancelledError:
+                if not item.stopped or me.uncancel() > 0:
+                    raise  # the batch itself is cancelled: the item is left for _abandon
+                result = item.result(Outcome.NOT_SENT, error=self.stopped_by, attempts=item.sent)
+            except Exception as error:
+                outcome = outcome_of(error, sent=item.sent)
+                result = item.result(outcome, error=error, attempts=item.sent)
+            else:
+                result = item.result(Outcome.CREATED, created=created, attempts=item.sent)
+            del self._busy[me]
+            if isinstance(result.error, _FATAL) and self.stopped_by is None:
+                self.stopped_by = result.error
+                self._cancel_unsent()
+            self._done.put_nowait(result)
+
+    def _cancel_unsent(self) -> None:
+        """Cancel every item whose bytes have not gone out: it waits for pacing or a slot."""
+        for worker, item in self._busy.items():
+            if item.sent == 0 and not item.stopped:
+                item.stopped = True
+                worker.cancel()
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coroutine)
+        task.add_done_callback(self._check_task)
+        return task
+
+    def _check_task(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._done.put_nowait(_Crash(task.exception() or RuntimeError()))
+
+    # -- the results, in the consumer's task --------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[BatchResult[Q, M], None]:
-        pending = self._pending
-        next_index = 0
-        exhausted = False
-        source_error: BaseException | None = None
+        self._reader = self._start(self._read_input())
         try:
-            while True:
-                while self._may_read(exhausted) and len(pending) < self._concurrency:
-                    try:
-                        request = await anext(self._source)
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                    except Exception as error:
-                        source_error, exhausted = error, True
-                        break
-                    item: _Item[Q, M] = _Item(next_index, request)
-                    next_index += 1
-                    pending[asyncio.ensure_future(self._one(item))] = item
-                if not pending:
-                    break
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in sorted(done, key=lambda t: pending[t].index):
-                    item = pending.pop(task)
-                    if task.cancelled():  # not yet sent when the batch was stopped
-                        yield item.result(Outcome.NOT_SENT, error=self.stopped_by)
-                        continue
-                    result = task.result()
-                    if isinstance(result.error, _FATAL) and self.stopped_by is None:
-                        self.stopped_by = result.error
-                        self._cancel_unsent(pending)
-                    yield result
-            if source_error is not None:
-                raise source_error
-            if self.stopped_by is not None:
-                # Account for the rest of the input without sending any of it.
-                async for request in self._source:
-                    yield BatchResult(
-                        index=next_index,
-                        request=request,
-                        outcome=Outcome.NOT_SENT,
-                        error=self.stopped_by,
-                    )
-                    next_index += 1
+            while self._reading or self._yielded < self._read:
+                message = await self._done.get()
+                if isinstance(message, _Wake):
+                    continue
+                if isinstance(message, _Crash):
+                    raise message.error
+                self._yielded += 1
+                self._slots.release()
+                yield message
+            reader = self._reader
+            crash = reader.exception() if reader.done() and not reader.cancelled() else None
+            if crash is not None:  # not an Exception of the input's: a BaseException
+                raise crash
+            if self._source_error is not None:
+                raise _input_failed(self._source_error, self._read, None) from (self._source_error)
         finally:
-            await self._abandon(pending)
+            await self._abandon()
 
-    def _may_read(self, exhausted: bool) -> bool:
-        return not exhausted and self.stopped_by is None and not self._stopping
-
-    def _cancel_unsent(self, pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]]) -> None:
-        for task, item in pending.items():
-            if item.sent == 0:
-                task.cancel()
-
-    async def _abandon(self, pending: dict[asyncio.Task[BatchResult[Q, M]], _Item[Q, M]]) -> None:
-        if not pending:
-            return
-        for task in pending:
+    async def _abandon(self) -> None:
+        tasks = [task for task in (self._reader, *self._workers) if task is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task, item in sorted(pending.items(), key=lambda pair: pair[1].index):
-            if task.cancelled():
-                outcome = Outcome.UNKNOWN if item.sent else Outcome.NOT_SENT
-                self.unfinished.append(
-                    item.result(outcome, error=asyncio.CancelledError(), attempts=item.sent)
-                )
-            else:  # it finished just as we cancelled
-                self.unfinished.append(task.result())
+        await asyncio.gather(*tasks, return_exceptions=True)
+        left: list[BatchResult[Q, M]] = []
+        while not self._done.empty():
+            message = self._done.get_nowait()
+            if isinstance(message, BatchResult):
+                left.append(message)
+        while not self._todo.empty():
+            item = self._todo.get_nowait()
+            left.append(item.result(Outcome.NOT_SENT, error=asyncio.CancelledError()))
+        for item in self._busy.values():  # cancelled on their way out, or already out
+            outcome = Outcome.UNKNOWN if item.sent else Outcome.NOT_SENT
+            left.append(item.result(outcome, error=asyncio.CancelledError(), attempts=item.sent))
+        self._busy.clear()
+        self.unfinished.extend(sorted(left, key=lambda result: result.index))
+
+
+def _input_failed(cause: Exception, read: int, report: BatchReport[Q, M] | None) -> BatchInputError:
+    where = "are in its report" if report is not None else "were yielded before this error"
+    return BatchInputError(
+        f"the batch's input raised {type(cause).__name__} after {read} items ({cause}); "
+        f"those {read} were sent as usual and their results {where}",
+        report=report if report is not None else BatchReport(results=()),
+        read=read,
+    )
 
 
 async def collect(stream: BatchStream[Q, M]) -> BatchReport[Q, M]:
-    """Run `stream` to the end and report on every item, in input order."""
-    async with stream:
-        results = [result async for result in stream]
+    """
+    Run `stream` to the end and report on every item, in input order.
+
+    If the input raises, `BatchInputError` is raised with the report of every item read
+    before the failure in its ``report``.
+    """
+    results: list[BatchResult[Q, M]] = []
+    try:
+        async with stream:
+            async for result in stream:
+                results.append(result)
+    except BatchInputError as error:
+        results.sort(key=lambda result: result.index)
+        cause = error.__cause__
+        assert isinstance(cause, Exception)  # noqa: S101 - the stream always chains it
+        raise _input_failed(cause, error.read, BatchReport(results=tuple(results))) from cause
     results.sort(key=lambda result: result.index)
     return BatchReport(results=tuple(results))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import random
 import re
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
@@ -17,14 +19,21 @@ from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
+from ._loops import LoopEnd
 from ._members import Members
 from ._operation import Operation
 from ._payload import check_impersonation_sub
 from ._pool import lean_transport
 from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
 from ._request import request_headers
-from ._response import error_from_exception, error_from_response
-from ._retry import NO_RETRY, RetryPolicy, run_with_retries
+from ._response import (
+    UndecodableBody,
+    bodiless,
+    error_from_exception,
+    error_from_response,
+    error_from_undecodable,
+)
+from ._retry import NO_RETRY, Attempt, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
 from ._scheduling_requests import SchedulingRequests
 from ._secret import ClientSecret
@@ -63,6 +72,13 @@ def _load_secret(client_secret: str | None) -> ClientSecret:
         )
     # A secret read from a file often ends in a newline; inner whitespace would break the header.
     value = client_secret.strip()
+    if not value.isascii():
+        # A zero-width or no-break space pasted along with the secret: no header can carry it,
+        # and the UnicodeEncodeError httpx would raise holds the whole header, secret included.
+        raise ConfigurationError(
+            "the client secret contains characters that are not ASCII (an invisible space "
+            "copied along with it?); copy it again from the Cronofy developer dashboard"
+        )
     if _BAD_SECRET_CHARS.search(value):
         raise ConfigurationError("the client secret contains whitespace or control characters")
     return ClientSecret(value)
@@ -91,9 +107,22 @@ def _make_limiter(rate_limit: RateLimit | Limiter | None, clock: Clock) -> Limit
     )
 
 
-def _own_client(
-    timeout: httpx.Timeout, max_in_flight: int, backend: str
-) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport | None, _RawSender | None]:
+OwnClient = tuple[httpx.AsyncClient, "httpx.AsyncBaseTransport | None", "_RawSender | None"]
+"""The library's own client, the transport to send through directly, and the fast sender."""
+
+
+def _loop_bound(client: httpx.AsyncClient) -> bool:
+    """
+    Whether `client` holds a connection pool bound to the loop that used it (httpx's own).
+
+    httpx offers no public way to ask; a client whose transports cannot be seen is assumed
+    loop-free (a mock, an ASGI app), as those are.
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    return any(isinstance(transport, httpx.AsyncHTTPTransport) for transport in transports)
+
+
+def _own_client(timeout: httpx.Timeout, max_in_flight: int, backend: str) -> OwnClient:
     """
     The library's own client, and how to send past its machinery when that is safe.
 
@@ -121,17 +150,25 @@ def _own_client(
     return httpx.AsyncClient(timeout=timeout, transport=transport), transport, None
 
 
-async def _send_direct(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request
-) -> httpx.Response:
-    """Send through `transport` and read the whole body, as ``client.send`` would."""
-    response = await transport.handle_async_request(request)
-    response.request = request
+async def _read_whole(response: httpx.Response, request: httpx.Request) -> None:
+    """
+    Read the whole body, as ``client.send`` would.
+
+    A body whose ``Content-Encoding`` cannot be undone raises `UndecodableBody` with the rest
+    of the answer, so the error can still say what the status was.
+    """
     try:
         await response.aread()
+    except httpx.DecodingError as exc:
+        head = bodiless(
+            response.status_code,
+            response.headers.raw,
+            response.extensions.get("reason_phrase", b""),
+            request,
+        )
+        raise UndecodableBody(head, response.headers.get("content-encoding", ""), exc) from None
     finally:
         await response.aclose()
-    return response
 
 
 class _RawSender(Protocol):
@@ -145,6 +182,8 @@ class _RawSender(Protocol):
         body: bytes | None,
         client_timeout: Any,
         request: Callable[[], httpx.Request],
+        *,
+        decode: bool = True,
     ) -> tuple[int, str, Any, bytes]: ...
 
     def response(
@@ -165,6 +204,8 @@ class _Shared:
 
     http: httpx.AsyncClient
     owns_http: bool
+    remake: Callable[[], OwnClient] | None
+    """How to build the library's own client again in another loop (``None``: the caller's)."""
     secret: ClientSecret
     timeout: httpx.Timeout
     retry: RetryPolicy
@@ -184,6 +225,43 @@ class _Shared:
         default=attrs.Factory(lambda self: {"timeout": self.timeout.as_dict()}, takes_self=True)
     )
     """What ``build_request`` would attach (the timeouts), computed once for the direct path."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop the client's pool belongs to, once one has used it."""
+    loop_end: LoopEnd | None = None
+    """Closes the library's own client as that loop shuts down."""
+
+    def use(self, make: Callable[[], OwnClient]) -> None:
+        """Send through a client of the library's own built by `make` (again in each loop)."""
+        self.remake = make
+        self.http, self.direct, self.fast = make()
+        self.owns_http = True
+
+    def enter_loop(self) -> None:
+        """
+        Bind the client to the running loop before anything is sent in it.
+
+        The library's own client is rebuilt if it belongs to another loop (or was closed as
+        its loop ended); a caller's client whose pool belongs to another loop is refused.
+        """
+        loop = asyncio.get_running_loop()
+        if self.loop is loop and not self.http.is_closed:
+            return
+        if self.remake is None:
+            if self.loop is not None and self.loop is not loop and _loop_bound(self.http):
+                raise ConfigurationError(
+                    "the http_client given to this AsyncSchedulerAPI was used in another event "
+                    "loop, and httpx's connection pool cannot move between loops; nothing was "
+                    "sent. Build the client (and the API object) in the loop that uses it, or "
+                    "let the library build its own."
+                )
+            self.loop = loop
+            return
+        if self.loop_end is not None:
+            self.loop_end.dismiss()
+        if self.loop is not None:  # used by another loop, or closed as its loop ended
+            self.http, self.direct, self.fast = self.remake()
+        self.loop = loop
+        self.loop_end = LoopEnd(self.http.aclose)
 
 
 class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, SelectionRules):
@@ -291,8 +369,10 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 "http_backend applies to the client the library builds; with http_client=, "
                 "configure that client's transport yourself"
             )
+        remake: Callable[[], OwnClient] | None = None
         if http_client is None:
-            http, direct, fast = _own_client(checked_timeout, max_in_flight, http_backend)
+            remake = functools.partial(_own_client, checked_timeout, max_in_flight, http_backend)
+            http, direct, fast = remake()
             owns = True
         elif isinstance(http_client, httpx.AsyncClient):
             http, owns, direct, fast = http_client, False, None, None
@@ -303,6 +383,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         shared = _Shared(
             http=http,
             owns_http=owns,
+            remake=remake,
             secret=secret,
             timeout=checked_timeout,
             retry=retry or NO_RETRY,
@@ -330,10 +411,11 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         # Built once per view: parsing a URL and normalising headers cost ~100 us a request.
         self._headers = {}
         for with_body in (True, False):
-            headers = httpx.Headers(
-                request_headers(shared.secret, impersonate=impersonate, with_body=with_body)
-            )
-            self._headers[with_body] = (headers, list(headers.items()))
+            plain = request_headers(shared.secret, impersonate=impersonate, with_body=with_body)
+            # The fast path's list keeps the masked Authorization value (httpx.Headers would
+            # turn it into a plain str, which a traceback's locals would show).
+            raw = [(name.lower(), value) for name, value in plain.items()]
+            self._headers[with_body] = (httpx.Headers(plain), raw)
         self._urls = {}
         self._closed = False
         self._is_root = root
@@ -379,7 +461,12 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` shared by this object and all its views."""
+        """
+        The ``httpx.AsyncClient`` shared by this object and all its views.
+
+        The library's own is bound to one event loop: it closes as that loop ends, and a new
+        one is built when the object is used from another loop.
+        """
         return self._shared.http
 
     @property
@@ -407,9 +494,12 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         self._closed = True
         if not self._is_root:
             return
-        self._shared.closed = True
-        if self._shared.owns_http:
-            await self._shared.http.aclose()
+        shared = self._shared
+        shared.closed = True
+        if shared.loop_end is not None:
+            shared.loop_end.dismiss()
+        if shared.owns_http:
+            await shared.http.aclose()
 
     async def __aenter__(self) -> Self:
         self._check_open()
@@ -431,7 +521,8 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             )
         if self._closed:
             raise ClientClosedError("this view was closed; nothing was sent")
-        if self._shared.http.is_closed:
+        # The library's own client closes as its loop ends, and is rebuilt in the next one.
+        if self._shared.remake is None and self._shared.http.is_closed:
             raise ClientClosedError(
                 "the httpx.AsyncClient behind this AsyncSchedulerAPI is closed; nothing was sent"
             )
@@ -452,6 +543,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         """Pace, wait out a 429 pause, send, retry as the operation allows, and read."""
         self._check_open()
         shared = self._shared
+        shared.enter_loop()
         if shared.fast is not None:
             attempt = self._fast_attempt(shared.fast, operation)
         else:
@@ -469,7 +561,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             mutates=operation.mutates,
         )
 
-    def _httpx_attempt(self, operation: Operation[T]) -> Callable[[], Awaitable[T]]:
+    def _httpx_attempt(self, operation: Operation[T]) -> Attempt[T]:
         """One send through httpx: straight to the transport on our own client, else routed."""
         shared = self._shared
         direct = shared.direct
@@ -484,31 +576,39 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             http_request = shared.http.build_request(
                 method, url, content=body, headers=headers, timeout=shared.timeout
             )
-        read = operation.read
+        read, mutates = operation.read, operation.mutates
 
-        async def attempt() -> T:
+        async def attempt(ready: Callable[[], None]) -> T:
             try:
                 async with shared.in_flight.hold():
+                    ready()  # counts as sent from here: nothing awaited before the send
                     if direct is not None:
-                        response = await _send_direct(direct, http_request)
+                        response = await direct.handle_async_request(http_request)
+                        response.request = http_request
                     else:
-                        response = await shared.http.send(http_request)
-            except httpx.TransportError as exc:
-                raise error_from_exception(exc, http_request) from exc
+                        # Streamed, so that a body that cannot be decoded still has a status.
+                        response = await shared.http.send(http_request, stream=True)
+                    await _read_whole(response, http_request)
+            except UndecodableBody as exc:
+                raise error_from_undecodable(
+                    exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
+                ) from exc.cause
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                # A DecodingError here came from a caller's transport that decodes as it sends.
+                raise error_from_exception(exc, http_request, shared.secret) from exc
             if not response.is_success:
                 raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
             return read(response.content, lambda: response, shared.secret)
 
         return attempt
 
-    def _fast_attempt(
-        self, fast: _RawSender, operation: Operation[T]
-    ) -> Callable[[], Awaitable[T]]:
+    def _fast_attempt(self, fast: _RawSender, operation: Operation[T]) -> Attempt[T]:
         """One send on the fast path: no httpx Request or Response unless there is an error."""
         shared = self._shared
         url, url_text = self._url_for(operation)
         headers, raw_headers = self._headers[operation.body is not None]
         method, body, read = operation.method, operation.body, operation.read
+        mutates = operation.mutates
         client_timeout = fast.timeout(shared.timeout.as_dict())
 
         def request() -> httpx.Request:
@@ -516,14 +616,19 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 method, url, content=body, headers=headers, extensions=shared.extensions
             )
 
-        async def attempt() -> T:
+        async def attempt(ready: Callable[[], None]) -> T:
             try:
                 async with shared.in_flight.hold():
+                    ready()  # counts as sent from here: nothing awaited before the send
                     status, reason, raw, content = await fast.send_raw(
                         method, url_text, raw_headers, body, client_timeout, request
                     )
+            except UndecodableBody as exc:
+                raise error_from_undecodable(
+                    exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
+                ) from exc.cause
             except httpx.TransportError as exc:
-                raise error_from_exception(exc, exc.request) from exc
+                raise error_from_exception(exc, exc.request, shared.secret) from exc
             if 200 <= status < 300:
                 return read(
                     content,

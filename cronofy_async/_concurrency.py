@@ -40,7 +40,7 @@ class InFlightLimit:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._release()  # handed over just as we were cancelled: pass it on
-                else:
+                elif waiter in self._waiters:  # a releaser may have passed over it already
                     self._waiters.remove(waiter)
                 raise
         else:

@@ -10,6 +10,7 @@ Every one of them derives from `CronofyError`, so one ``except`` catches them al
     ├── NotificationError (ValueError)    a push notification body that cannot be read
     ├── LimiterUnavailableError           a shared rate limiter (Redis) did not answer in
     │                                     time or failed; nothing was sent
+    ├── BatchInputError                   a batch's input raised; `report` has what was sent
     └── APIError                          a call that went out; `outcome_unknown` says whether
         │                                 the scheduler request may exist anyway
         ├── APIConnectionError            no usable response (wraps an httpx error)
@@ -32,12 +33,14 @@ idempotency key, so a request that may have been processed must not be re-sent b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 if TYPE_CHECKING:
     import httpx
+
+    from ._batch import BatchReport
 
 __all__ = [
     "APIConnectionError",
@@ -45,6 +48,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "BatchInputError",
     "ClientClosedError",
     "ConfigurationError",
     "CronofyError",
@@ -87,6 +91,31 @@ class LimiterUnavailableError(CronofyError):
     >>> issubclass(LimiterUnavailableError, CronofyError)
     True
     """
+
+
+class BatchInputError(CronofyError):
+    """
+    The input of a batch raised while it was being read.
+
+    Nothing was thrown away: every item read before the failure was sent as usual. From
+    ``batch_create_*``, `report` is the `BatchReport` of those items (input order, real
+    outcomes: invites exist for the created ones); from ``iter_create_*``, each result was
+    yielded before this error and `report` is empty. The input's exception is the
+    ``__cause__``::
+
+        try:
+            report = await api.batch_create_scheduler_requests(rows())
+        except BatchInputError as error:
+            report = error.report  # what was read, and what became of it
+            print("input failed after", error.read, "items:", error.__cause__)
+    """
+
+    def __init__(self, message: str, *, report: BatchReport[Any, Any], read: int) -> None:
+        super().__init__(message)
+        self.report = report
+        """The `BatchReport` of every item read before the failure (empty from an iterator)."""
+        self.read = read
+        """How many items were read before the input raised (the failing one is item `read`)."""
 
 
 class PayloadError(CronofyError, ValueError):

@@ -90,8 +90,10 @@ def _malformed(
 ) -> ResponseFormatError:
     whole = response()
     consequence = "; the request was probably processed" if processed else ""
+    if secret is not None:  # a problem can quote a value from the body
+        problem = secret.redact(problem)
     return ResponseFormatError(
-        f"Cronofy answered {status_text(whole)} but {problem}{consequence}. "
+        f"Cronofy answered {status_text(whole, secret)} but {problem}{consequence}. "
         f"Body: {excerpt(content, secret)}",
         response=whole,
         outcome_unknown=processed,

@@ -45,6 +45,14 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 def _require_str(path: str, value: object) -> str:
     if not isinstance(value, str):
         raise PayloadError(path, f"must be a string, got {type(value).__name__}")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        # Half of a surrogate pair (a string cut in the middle of an emoji, say) has no UTF-8
+        # form: the body could never be encoded, so it is refused here rather than at send time.
+        raise PayloadError(
+            path, f"contains a lone surrogate at position {exc.start}, which is not valid text"
+        ) from None
     return value
 
 
@@ -57,9 +65,12 @@ def _check_id(path: str, value: object) -> None:
 
 
 def check_impersonation_sub(sub: object) -> str:
-    """Refuse a sub that is empty or could inject into the ``Cronofy-Impersonate`` header."""
+    """Refuse a sub that is empty, could inject into the header, or is not ASCII."""
     _check_id("Cronofy-Impersonate", sub)
-    return str(sub)
+    text = str(sub)
+    if not text.isascii():
+        raise PayloadError("Cronofy-Impersonate", f"must be ASCII, like every sub: {text!r}")
+    return text
 
 
 def _freeze_extra(
@@ -77,9 +88,18 @@ def _freeze_extra(
             raise PayloadError(
                 f"{path}.{key}", "is a modelled field: set it on the builder, not in extra"
             )
+    # Encoded exactly as the body will be, so whatever this accepts can be sent.
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError as exc:
+        raise PayloadError(
+            path, f"contains text that is not valid UTF-8 (a lone surrogate): {exc.reason}"
+        ) from None
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            raise PayloadError(path, "contains NaN or Infinity, which JSON cannot carry") from None
+        raise PayloadError(path, f"must be JSON-serializable: {exc}") from None
+    except TypeError as exc:
         raise PayloadError(path, f"must be JSON-serializable: {exc}") from None
     return MappingProxyType(dict(value))
 

@@ -5,12 +5,13 @@ Cronofy allows an application 50 requests per second *and* 500 per minute, count
 "Never more than N in any window" is the contract, which a leaky bucket does not keep (it admits
 a burst of N and then N per window on top). This is a sliding-window log: the admission time of
 the last N requests of each window is kept, and a request is admitted at the first instant at
-which every window has room. Admission times are *reserved* in call order, so waiters are served
-first come first served, each sleeping once, with no herd woken on every free slot.
+which every window has room. Waiters are served first come first served: the one at the head of
+the line books its admission time and sleeps until it, with no herd woken on every free slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -106,17 +107,22 @@ class SlidingWindowLimiter:
     """
     Admits requests so that no window of a `RateLimit` ever holds more than its count.
 
-    Loop-agnostic: it holds timestamps, not asyncio primitives, so one can be created outside a
-    running loop and used from several. A waiter cancelled after reserving leaves its slot unused,
-    which errs on the slow side, never the fast one.
+    Waiters line up first come first served; only the one at the head books an admission time
+    and sleeps until it, then hands the turn on: one sleep per wait, no herd woken on every free
+    slot. A caller cancelled while it waits (a web request's timeout, a client gone) gives its
+    turn and its booking back, so callers who gave up never delay the ones who did not.
+
+    Loop-agnostic: it holds timestamps, and futures only of the loop a waiter runs in, so one
+    can be created outside a running loop and used from several in turn.
     """
 
     def __init__(self, limit: RateLimit, *, clock: Clock | None = None) -> None:
         self.limit = limit
         self._clock = clock or SystemClock()
-        # Only the last `count` admissions of a window decide the next one; older ones fall off.
+        # The last `count` admissions of a window decide the next one; one more is kept so that
+        # a booking given back leaves the window exactly as it was.
         self._windows = [
-            (seconds, deque[float](maxlen=count)) for count, seconds in limit.windows()
+            (seconds, count, deque[float](maxlen=count + 1)) for count, seconds in limit.windows()
         ]
         self._last = float("-inf")
         # No two requests leave closer than the tightest window's interval (1.05 s / 50); the
@@ -126,24 +132,67 @@ class SlidingWindowLimiter:
             if limit.burst
             else min((seconds / count for count, seconds in limit.windows()), default=0.0)
         )
+        self._line: deque[asyncio.Future[None]] = deque()
+        self._head: asyncio.AbstractEventLoop | None = None
+        """The loop of the waiter at the head of the line, if one is there."""
 
     def reserve(self, now: float) -> float:
         """Book the earliest admission time at or after `now` that fits every window."""
         admit = max(now, self._last + self._spacing)
-        for seconds, log in self._windows:
-            if len(log) == log.maxlen:
-                admit = max(admit, log[0] + seconds)
-        for _seconds, log in self._windows:
+        for seconds, count, log in self._windows:
+            if len(log) >= count:
+                admit = max(admit, log[-count] + seconds)
+        for _seconds, _count, log in self._windows:
             log.append(admit)
         self._last = admit
         return admit
 
+    def _give_back(self, last: float) -> None:
+        """Undo the latest booking (the head's, the only one not yet admitted)."""
+        for _seconds, _count, log in self._windows:
+            log.pop()
+        self._last = last
+
     async def acquire(self) -> None:
         """Wait for this request's turn."""
-        now = self._clock.monotonic()
-        admit = self.reserve(now)
-        if admit > now:
-            await self._clock.sleep(admit - now)
+        loop = asyncio.get_running_loop()
+        if self._head is not None and self._head is not loop and self._head.is_closed():
+            # A loop closed with a waiter still in line (never cancelled): it never will be.
+            self._line.clear()
+            self._head = None
+        if self._head is not None:
+            waiter = loop.create_future()
+            self._line.append(waiter)
+            try:
+                await waiter  # the head handed its turn over to us
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand_over()  # handed over just as we were cancelled: pass it on
+                elif waiter in self._line:
+                    self._line.remove(waiter)
+                raise
+        self._head = loop
+        try:
+            now = self._clock.monotonic()
+            last = self._last
+            admit = self.reserve(now)
+            if admit > now:
+                try:
+                    await self._clock.sleep(admit - now)
+                except BaseException:
+                    self._give_back(last)  # never sent: the slot is the next caller's
+                    raise
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._line:
+            waiter = self._line.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn passes straight to the next in line
+                self._head = waiter.get_loop()
+                return
+        self._head = None
 
     def __repr__(self) -> str:
         return f"SlidingWindowLimiter({self.limit!r})"

@@ -44,12 +44,15 @@ def request_headers(
     """
     Every header a call sends; ``Cronofy-Impersonate`` only when impersonating.
 
-    The result holds the secret in clear: it is built once per view and never logged.
+    The Authorization value is a `MaskedStr`: the secret goes out on the wire but never shows
+    in a repr, so not in a traceback's locals either.
     """
-    headers = {"Authorization": f"Bearer {secret.reveal()}"}
+    headers: dict[str, str] = {"Authorization": secret.bearer()}
     if with_body:
         headers["Content-Type"] = CONTENT_TYPE
     headers["Accept"] = "application/json"
+    # What both backends decode (httpx's decoders, on either): said the same way on both.
+    headers["Accept-Encoding"] = "gzip, deflate"
     headers["User-Agent"] = USER_AGENT
     if impersonate is not None:
         headers["Cronofy-Impersonate"] = check_impersonation_sub(impersonate)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import httpx
 
 from ._errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -26,14 +27,19 @@ from ._errors import (
     PaymentRequiredError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseFormatError,
     ServerError,
     ValidationError,
 )
 from ._secret import ClientSecret
 
 __all__ = [
+    "UndecodableBody",
+    "bodiless",
+    "decode_content",
     "error_from_exception",
     "error_from_response",
+    "error_from_undecodable",
     "excerpt",
     "parse_retry_after",
     "status_text",
@@ -60,6 +66,67 @@ _NOT_SENT: Final = (
     httpx.LocalProtocolError,
 )
 _WHITESPACE = re.compile(r"\s+")
+# What describes a body as it travelled, not the body itself once decoded.
+_TRANSFER_HEADERS: Final = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+class UndecodableBody(Exception):  # noqa: N818 - an internal signal, never raised to callers
+    """An answer whose ``Content-Encoding`` could not be undone; `head` is the rest of it."""
+
+    def __init__(self, head: httpx.Response, encoding: str, cause: httpx.DecodingError) -> None:
+        super().__init__(str(cause))
+        self.head = head
+        self.encoding = encoding
+        self.cause = cause
+
+
+def decode_content(content: bytes, encoding: str) -> bytes:
+    """
+    Undo ``Content-Encoding: <encoding>`` exactly as httpx does.
+
+    The same decoders on both backends: gzip, deflate, and br or zstd when their packages are
+    installed. Raises ``httpx.DecodingError`` for a corrupt body.
+    """
+    return httpx.Response(200, headers={"content-encoding": encoding}, content=content).content
+
+
+def bodiless(
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+    reason: bytes,
+    request: httpx.Request,
+) -> httpx.Response:
+    """The head of an answer (status, reason, headers) with an empty body."""
+    response = httpx.Response(
+        status,
+        headers=[(name, value) for name, value in headers if name.lower() not in _TRANSFER_HEADERS],
+        content=b"",
+        extensions={"reason_phrase": reason, "http_version": b"HTTP/1.1"},
+    )
+    response.request = request
+    return response
+
+
+def error_from_undecodable(
+    error: UndecodableBody, *, mutates: bool, secret: ClientSecret | None = None, now: float = 0.0
+) -> APIError:
+    """
+    The error for an answer whose body could not be decoded.
+
+    A 2xx of an operation that `mutates` was processed: a `ResponseFormatError` that says
+    ``outcome_unknown=True``, like any other malformed success. An error status keeps its type.
+    """
+    head = error.head
+    if not head.is_success:
+        return error_from_response(head, secret=secret, now=now)
+    consequence = "; the request was probably processed" if mutates else ""
+    return ResponseFormatError(
+        f"Cronofy answered {status_text(head, secret)} but its "
+        f"{_redact(error.encoding, secret)}-encoded body could not be decoded "
+        f"({_redact(str(error.cause), secret)}){consequence}",
+        response=head,
+        outcome_unknown=mutates,
+    )
 
 
 def excerpt(content: bytes, secret: ClientSecret | None = None) -> str:
@@ -108,28 +175,34 @@ def _json_or_none(content: bytes) -> Any:
         return None
 
 
-def _field_errors(body: Any) -> dict[str, tuple[FieldError, ...]]:
+def _redact(text: str, secret: ClientSecret | None) -> str:
+    return text if secret is None else secret.redact(text)
+
+
+def _field_errors(body: Any, secret: ClientSecret | None) -> dict[str, tuple[FieldError, ...]]:
     errors = body.get("errors") if isinstance(body, Mapping) else None
     if not isinstance(errors, Mapping):
         return {}
     parsed: dict[str, tuple[FieldError, ...]] = {}
+    # Every string here is the server's: a server that echoes the request puts the token in it.
     for field, problems in errors.items():
         items = problems if isinstance(problems, list) else [problems]
         found = []
         for item in items:
             if isinstance(item, Mapping):
-                key = str(item.get("key", ""))
-                description = str(item.get("description") or key or "invalid")
+                key = _redact(str(item.get("key", "")), secret)
+                description = _redact(str(item.get("description") or key or "invalid"), secret)
             else:
-                key, description = "", str(item)
+                key, description = "", _redact(str(item), secret)
             found.append(FieldError(key=key, description=description))
-        parsed[str(field)] = tuple(found)
+        parsed[_redact(str(field), secret)] = tuple(found)
     return parsed
 
 
-def status_text(response: httpx.Response) -> str:
+def status_text(response: httpx.Response, secret: ClientSecret | None = None) -> str:
     """``422 Unprocessable Entity``: the status line as an error message shows it."""
-    return f"{response.status_code} {response.reason_phrase}".rstrip()
+    # The reason phrase is the server's text too.
+    return _redact(f"{response.status_code} {response.reason_phrase}".rstrip(), secret)
 
 
 def error_from_response(
@@ -138,9 +211,9 @@ def error_from_response(
     """The typed error for a response with an error status (its body already read)."""
     status = response.status_code
     content = response.content
-    head = f"Cronofy answered {status_text(response)}"
+    head = f"Cronofy answered {status_text(response, secret)}"
     if status == 422:
-        errors = _field_errors(_json_or_none(content))
+        errors = _field_errors(_json_or_none(content), secret)
         if errors:
             detail = "; ".join(
                 f"{field}: {', '.join(p.description for p in problems)}"
@@ -166,12 +239,15 @@ def error_from_response(
     return cls(message, response=response, outcome_unknown=False)
 
 
-def error_from_exception(exc: httpx.TransportError, request: httpx.Request) -> APIConnectionError:
+def error_from_exception(
+    exc: httpx.RequestError, request: httpx.Request, secret: ClientSecret | None = None
+) -> APIConnectionError:
     """The error for an httpx failure, `outcome_unknown` set by how far the request got."""
     sent = not isinstance(exc, _NOT_SENT)
     target = f"{request.method} {request.url.copy_with(query=None)}"
     what = type(exc).__name__
-    detail = str(exc) or what
+    # A protocol error quotes what the server sent.
+    detail = _redact(str(exc) or what, secret)
     if sent:
         consequence = "it may have been processed, so it must not be re-sent blindly"
     else:

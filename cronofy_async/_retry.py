@@ -30,7 +30,7 @@ from ._errors import (
 )
 from ._ratelimit import Limiter, PauseGate, PausingLimiter
 
-__all__ = ["RetryPolicy", "retry_reason", "run_with_retries"]
+__all__ = ["Attempt", "RetryPolicy", "retry_reason", "run_with_retries"]
 
 logger: Final = logging.getLogger("cronofy_async")
 
@@ -148,8 +148,22 @@ def _paused_error(
     )
 
 
+class _Paused(Exception):  # noqa: N818 - a signal inside the loop, never raised out of it
+    """A 429 paused every request while this one waited for pacing or a slot: wait it out."""
+
+
+Attempt = Callable[[Callable[[], None]], Awaitable[T]]
+"""
+One send and parse: ``attempt(ready)``.
+
+The attempt calls ``ready()`` once it holds everything it waits for (an in-flight slot),
+immediately before the bytes go out, with no ``await`` in between: that call is the moment the
+request counts as sent. ``ready()`` raises instead if a 429 pause began meanwhile.
+"""
+
+
 async def run_with_retries(
-    attempt: Callable[[], Awaitable[T]],
+    attempt: Attempt[T],
     *,
     policy: RetryPolicy,
     limiter: Limiter | None,
@@ -164,25 +178,36 @@ async def run_with_retries(
     """
     Run `attempt` (one send and parse) until it succeeds or must not be retried.
 
-    Before every send: wait out any 429 pause, then a slot from the limiter, then `on_send`. The
-    error raised at the end records how many sends were made in its ``attempts``, and says
-    ``outcome_unknown=True`` if *any* attempt may have been processed (for an operation that
-    `mutates`; for one that does not, never).
+    Before every send: wait out any 429 pause, then a slot from the limiter, then whatever the
+    attempt waits for (an in-flight slot); then the pause is checked once more, and `on_send`
+    called, right before the bytes go out. A request cancelled at any earlier point was never
+    sent. The error raised at the end records how many sends were made in its ``attempts``,
+    and says ``outcome_unknown=True`` if *any* attempt may have been processed (for an
+    operation that `mutates`; for one that does not, never).
     """
     start = clock.monotonic()
     sent = 0
     maybe_processed = False
+
+    def ready() -> None:
+        nonlocal sent
+        # A 429 that arrived while this request waited for pacing or a slot holds it too.
+        if gate.remaining() > 0:
+            raise _Paused
+        sent += 1
+        if on_send is not None:
+            on_send()  # no await between this and the send: the caller's count stays exact
+
     while True:
         if gate.remaining() > policy.max_retry_after:
             raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
         await gate.wait()
         if limiter is not None:
             await limiter.acquire()
-        sent += 1
-        if on_send is not None:
-            on_send()  # no await between this and the send: the caller's count stays exact
         try:
-            return await attempt()
+            return await attempt(ready)
+        except _Paused:
+            continue  # wait the pause out (and for pacing again), as if it had come first
         except APIError as error:
             error.attempts = sent
             reason = retry_reason(error, policy, idempotent=idempotent)

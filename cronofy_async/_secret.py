@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ClientSecret"]
+__all__ = ["ClientSecret", "MaskedStr"]
 
 _MASK: Final = "[secret]"
+
+
+class MaskedStr(str):
+    """
+    A header value that carries the secret: a plain ``str`` on the wire, masked in any repr.
+
+    A traceback printed with its frames' locals (``capture_locals=True``, pytest's
+    ``--showlocals``) shows each local's repr, and so does the repr of any list, tuple or
+    multidict holding one: the headers on their way down through aiohttp show as
+    ``'Bearer [secret]'`` in every frame, the library's own and aiohttp's.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(self.split(" ", 1)[0] + " " + _MASK) if " " in self else repr(_MASK)
+
+    def __reduce__(self) -> str:
+        raise TypeError("a header carrying the client secret cannot be pickled")
 
 
 class ClientSecret:
@@ -25,6 +44,10 @@ class ClientSecret:
     def reveal(self) -> str:
         """The secret itself, for the ``Authorization`` header and nothing else."""
         return self._value
+
+    def bearer(self) -> MaskedStr:
+        """``Bearer <secret>``, the ``Authorization`` header's value, masked in any repr."""
+        return MaskedStr(f"Bearer {self._value}")
 
     def redact(self, text: str) -> str:
         """Mask the secret wherever it occurs in `text` (for example an echoed error body)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from cronofy_async import AsyncSchedulerAPI
 from cronofy_async._ratelimit import PauseGate, SlidingWindowLimiter
@@ -43,3 +45,116 @@ def use_clock(api: AsyncSchedulerAPI, clock: FakeClock) -> FakeClock:
     if isinstance(shared.limiter, SlidingWindowLimiter):
         shared.limiter = SlidingWindowLimiter(shared.limiter.limit, clock=clock)
     return clock
+
+
+Answer = Callable[[bytes], Awaitable[bytes | None]]
+"""What a raw server answers a request (its head and body, as bytes): bytes, or None to close."""
+
+
+def http_response(
+    status: int,
+    body: bytes = b"",
+    *,
+    reason: str = "OK",
+    headers: Iterable[tuple[str, str]] = (),
+    length: int | None = None,
+) -> bytes:
+    """An HTTP/1.1 response, byte for byte; `length` overrides the Content-Length sent."""
+    head = [f"HTTP/1.1 {status} {reason}", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in headers]
+    head.append(f"Content-Length: {len(body) if length is None else length}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def raw_server(answer: Answer) -> AsyncIterator[str]:
+    """
+    A bare HTTP/1.1 server on 127.0.0.1 for what no well-behaved server does.
+
+    Each request gets the bytes `answer` returns for it, then the connection is closed; ``None``
+    closes it without a byte. Yields the base URL.
+    """
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            request = await _read_request(reader)
+            response = await answer(request)
+            if response is not None:
+                writer.write(response)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+def bearer_of(request: bytes) -> str:
+    """The token of a raw request's Authorization header."""
+    for line in request.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"authorization":
+            return value.strip().decode("latin-1").removeprefix("Bearer ")
+    return ""
+
+
+async def until(condition: Callable[[], bool], *, what: str = "the condition") -> None:
+    """Let the loop (and real sockets) run until `condition` holds; fail rather than hang."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"{what} never came true")
+
+
+class HeldServer:
+    """
+    A raw server's answer that counts arrivals and holds each answer until released.
+
+    ``answers`` gives each arrival's response in turn (the last one repeats).
+    """
+
+    def __init__(self, *answers: bytes, clock: FakeClock | None = None) -> None:
+        self.answers = list(answers)
+        self.arrived = 0
+        self.released = asyncio.Event()
+        self.clock = clock
+        self.times: list[float] = []
+        self.requests: list[bytes] = []
+
+    async def __call__(self, request: bytes) -> bytes:
+        self.arrived += 1
+        self.requests.append(request)
+        if self.clock is not None:
+            self.times.append(self.clock.now)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        await self.released.wait()
+        return answer
+
+    def release(self) -> None:
+        self.released.set()

@@ -17,6 +17,7 @@ from cronofy_async import (
     APIError,
     AsyncSchedulerAPI,
     AuthenticationError,
+    BatchInputError,
     BatchResult,
     ConfigurationError,
     Event,
@@ -84,12 +85,89 @@ async def test_report_in_input_order_with_counts(api: AsyncSchedulerAPI, fake: F
     assert all(r.attempts == 1 and r.error is None for r in report.results)
 
 
-async def test_results_stream_as_they_complete(api: AsyncSchedulerAPI) -> None:
-    seen: list[BatchResult[NewSchedulerRequest, SchedulerRequest]] = []
-    async with api.iter_create_scheduler_requests(invites(30), concurrency=5) as results:
+async def test_results_stream_as_they_complete(mock: respx.MockRouter) -> None:
+    # Item 0 is answered only once the consumer holds item 1's result: a stream that buffered
+    # results (until all were done, or in input order) would never get there.
+    seen_one = asyncio.Event()
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["recipients"][0]["email"] == "person0@example.com":
+            await seen_one.wait()
+        return ok_response()
+
+    mock.post(CREATE_URL).mock(side_effect=respond)
+    order: list[int] = []
+    async with (
+        asyncio.timeout(10),  # a guard against a hang, not a timing assertion
+        AsyncSchedulerAPI(SECRET, rate_limit=None) as api,
+        api.iter_create_scheduler_requests(invites(2), concurrency=2) as results,
+    ):
         async for result in results:
-            seen.append(result)
-    assert sorted(r.index for r in seen) == list(range(30))
+            order.append(result.index)
+            if result.index == 1:
+                seen_one.set()
+    assert order == [1, 0]
+
+
+async def test_a_result_is_yielded_while_the_input_waits(api: AsyncSchedulerAPI) -> None:
+    # A slow input (a queue, a paged read): the next item comes only after the consumer has
+    # the previous item's result. A stream that waited for its input before yielding would
+    # hang here.
+    got = asyncio.Queue[int]()
+
+    async def source() -> AsyncIterator[NewSchedulerRequest]:
+        for i in range(3):
+            yield invite(i)
+            assert await got.get() == i
+
+    seen: list[int] = []
+    async with asyncio.timeout(10), api.iter_create_scheduler_requests(source()) as results:
+        async for result in results:
+            assert result.outcome is Outcome.CREATED
+            seen.append(result.index)
+            got.put_nowait(result.index)
+    assert seen == [0, 1, 2]
+
+
+async def test_a_401_is_yielded_at_once_while_the_input_waits(
+    fake: FakeCronofy, base_url: str
+) -> None:
+    forever = asyncio.Event()
+
+    async def source() -> AsyncIterator[NewSchedulerRequest]:
+        yield invite(0)
+        await forever.wait()  # the input has nothing more for now
+        yield invite(1)  # pragma: no cover - never reached
+
+    async with (
+        asyncio.timeout(10),
+        AsyncSchedulerAPI("sk_revoked", base_url=base_url, rate_limit=None) as api,
+        api.iter_create_scheduler_requests(source()) as results,
+    ):
+        first = await anext(results)
+        assert isinstance(results.stopped_by, AuthenticationError)
+        results.stop()  # and the input is left where it is: the iteration ends
+        rest = [result async for result in results]
+    assert first.outcome is Outcome.FAILED
+    assert isinstance(first.error, AuthenticationError)
+    assert rest == []
+    assert fake.received == 1
+
+
+async def test_stop_ends_the_iteration_while_the_input_waits(api: AsyncSchedulerAPI) -> None:
+    forever = asyncio.Event()
+
+    async def source() -> AsyncIterator[NewSchedulerRequest]:
+        yield invite(0)
+        await forever.wait()
+        yield invite(1)  # pragma: no cover - never reached
+
+    async with asyncio.timeout(10), api.iter_create_scheduler_requests(source()) as results:
+        first = await anext(results)
+        results.stop()
+        rest = [result async for result in results]
+    assert first.outcome is Outcome.CREATED
+    assert rest == []
 
 
 async def test_an_async_iterable_input(api: AsyncSchedulerAPI) -> None:
@@ -151,14 +229,20 @@ async def test_a_401_stops_the_batch_and_every_other_item_is_not_sent(
 
 
 async def test_a_fatal_error_lets_what_was_sent_finish(mock: respx.MockRouter) -> None:
-    # Item 0 is refused with a 403 while items 1 and 2 are on the wire; 3..9 are never sent.
-    release = asyncio.Event()
+    # Item 0 is refused with a 403 once items 1 and 2 are on the wire; 3..9 are never sent.
+    on_the_wire = 0
+    both_sent, release = asyncio.Event(), asyncio.Event()
 
     async def respond(request: httpx.Request) -> httpx.Response:
+        nonlocal on_the_wire
         email = json.loads(request.content)["recipients"][0]["email"]
         if email == "person0@example.com":
+            await both_sent.wait()
             release.set()
             return httpx.Response(403, json={"error": "forbidden"})
+        on_the_wire += 1
+        if on_the_wire == 2:
+            both_sent.set()
         await release.wait()
         return ok_response()
 
@@ -194,7 +278,7 @@ async def test_a_huge_generator_is_read_lazily(fake: FakeCronofy) -> None:
     assert taken + len(stream.unfinished) == read
 
 
-async def test_a_failing_input_raises_after_in_flight_items_finish(api: AsyncSchedulerAPI) -> None:
+async def test_a_failing_input_yields_what_was_read_then_raises(api: AsyncSchedulerAPI) -> None:
     def broken() -> Iterator[NewSchedulerRequest]:
         yield invite(0)
         yield invite(1)
@@ -206,10 +290,60 @@ async def test_a_failing_input_raises_after_in_flight_items_finish(api: AsyncSch
         async for result in api.iter_create_scheduler_requests(broken(), concurrency=5):
             seen.append(result)
 
-    with pytest.raises(OSError, match="the CSV went away"):
+    with pytest.raises(BatchInputError, match="the CSV went away") as info:
         await consume()
     assert sorted(r.index for r in seen) == [0, 1]
     assert all(r.outcome is Outcome.CREATED for r in seen)
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.read == 2
+    assert info.value.report.results == ()  # every result was yielded before the error
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["iterable", "async-iterable"])
+async def test_batch_create_keeps_every_result_when_the_input_raises(
+    api: AsyncSchedulerAPI, fake: FakeCronofy, asynchronous: bool
+) -> None:
+    items: list[Any] = [invite(0), invite(1, host="acc_stranger"), "not a request", invite(3)]
+
+    def broken() -> Iterator[NewSchedulerRequest]:
+        yield from items
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    async def broken_async() -> AsyncIterator[NewSchedulerRequest]:
+        for item in broken():
+            await asyncio.sleep(0)
+            yield item
+
+    source = broken_async() if asynchronous else broken()
+    with pytest.raises(BatchInputError) as info:
+        await api.batch_create_scheduler_requests(source, concurrency=3)
+    error = info.value
+    assert isinstance(error.__cause__, UnicodeDecodeError)
+    assert error.read == 4
+    assert "after 4 items" in str(error)
+    report = error.report
+    assert [r.index for r in report.results] == [0, 1, 2, 3]
+    assert [r.outcome for r in report.results] == [
+        Outcome.CREATED,
+        Outcome.FAILED,  # 422
+        Outcome.FAILED,  # refused before sending
+        Outcome.CREATED,
+    ]
+    created = {
+        r.scheduler_request.scheduler_request_id for r in report.results if r.scheduler_request
+    }
+    assert created == {entry.scheduler_request_id for entry in fake.created}
+
+
+async def test_an_input_that_fails_at_once(api: AsyncSchedulerAPI) -> None:
+    def broken() -> Iterator[NewSchedulerRequest]:
+        raise OSError("no such table")
+        yield  # pragma: no cover
+
+    with pytest.raises(BatchInputError, match="after 0 items") as info:
+        await api.batch_create_scheduler_requests(broken())
+    assert info.value.report.results == ()
+    assert isinstance(info.value.__cause__, OSError)
 
 
 @pytest.mark.real_time

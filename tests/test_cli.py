@@ -8,7 +8,7 @@ import io
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from cronofy_async._cli._batch_command import run_batch
 from cronofy_async._cli._demo import run_demo
 from cronofy_async._cli._outcomes import Tally
 from cronofy_async._cli._progress import PlainProgress, make_progress
-from cronofy_async._cli._rows import Defaults, Row, RowError, read_rows, survey
+from cronofy_async._cli._rows import Defaults, Row, RowError, Survey, read_rows, survey
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .cli_support import (
@@ -385,3 +385,85 @@ async def test_bad_options_are_refused_in_one_line(
     assert err.count("\n") == 1
     assert says in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+async def test_an_input_that_cannot_be_decoded_fails_before_anything_is_sent(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    good = "\n".join(["email,display_name", *people(600)]) + "\n"
+    source.write_bytes(good.encode() + b"broken\xff@example.com,X\n")
+    output = tmp_path / "out.jsonl"
+    status, _out, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 2
+    assert "line 602 is not UTF-8 text (byte 0xff)" in err
+    assert fake.received == 0
+
+
+async def test_an_input_that_breaks_midway_keeps_what_was_sent(
+    fake: FakeCronofy, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file changes under the command after it was counted (a disk error, a truncation).
+    from cronofy_async._cli import _batch_command
+
+    def breaking(found: Survey, defaults: Defaults) -> Iterator[Row | RowError]:
+        for number, row in enumerate(read_rows(found, defaults)):
+            if number == 5:
+                raise OSError("the disk went away")
+            yield row
+
+    monkeypatch.setattr(_batch_command, "read_rows", breaking)
+    source = write_csv(tmp_path / "in.csv", people(20))
+    output = tmp_path / "out.jsonl"
+    status, out, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 1
+    assert "the batch's input raised OSError after 5 items (the disk went away)" in err
+    assert final_states(output) == dict.fromkeys(range(2, 7), "created")
+    assert fake.created_count == 5
+    assert summary_counts(out) == {"created": 5, "not_reached": 15}
+    assert "not done: 15 rows have no invite" in out
+
+
+async def test_a_422_echoing_the_secret_never_reaches_the_results_file(tmp_path: Path) -> None:
+    from .helpers import bearer_of, http_response, raw_server
+
+    async def echo(request: bytes) -> bytes:
+        token = bearer_of(request)
+        body = {"errors": {"recipients.email": [{"key": token, "description": f"bad {token}"}]}}
+        return http_response(422, json.dumps(body).encode())
+
+    source = write_csv(tmp_path / "in.csv", people(3))
+    output = tmp_path / "out.jsonl"
+    async with raw_server(echo) as url:
+        status, out, err = await run(batch_args(*common(source, output, url)))
+    assert status == 1
+    text = output.read_text(encoding="utf-8")
+    assert SECRET not in text + out + err
+    assert "recipients.email: bad [secret]" in text
+
+
+async def test_rows_that_can_never_be_sent_are_failed_never_unknown(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    # A JSON line can carry half of a surrogate pair, NaN, or a sub no header can carry: each
+    # is refused before anything goes out, and a re-run knows it was never sent.
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                '{"email": "a@example.com", "summary": "Intro \\ud83d call"}',
+                '{"email": "b@example.com", "impersonate": "acc_\\u00e9"}',
+                '{"email": "c@example.com", "impersonate": "acc_2\\u200b"}',
+                '{"email": "d@example.com"}',
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    output = tmp_path / "out.jsonl"
+    status, _out, _err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 1
+    states = final_states(output)
+    assert states[4] == "created"
+    assert {states[1], states[2], states[3]} <= {"invalid", "failed"}  # never sent, re-sendable
+    assert fake.received == 1

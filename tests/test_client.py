@@ -125,7 +125,10 @@ async def test_impersonation_header_and_host_rule(
     assert route.call_count == 1
 
 
-@pytest.mark.parametrize("sub", ["", " ", "acc_1\r\nX-Evil: 1", "acc 1", "acc_1\x00"])
+@pytest.mark.parametrize(
+    "sub",
+    ["", " ", "acc_1\r\nX-Evil: 1", "acc 1", "acc_1\x00", "acc_1\u200b", "accé_1", "acc\ud800"],
+)
 def test_impersonation_sub_is_checked(sub: str) -> None:
     api = AsyncSchedulerAPI(client_secret=SECRET)
     with pytest.raises(PayloadError, match=r"^Cronofy-Impersonate: "):
@@ -240,6 +243,27 @@ def test_secret_with_inner_whitespace_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigurationError) as info:
         AsyncSchedulerAPI(client_secret="abc\r\nX-Evil: 1")
     assert "abc" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk_live_abc\u200bdef",  # a zero-width space, from a copy-paste
+        "sk_live_abcdéf",
+        "sk_live_abc\ud800def",
+        "sk_live_abc\u00a0def",  # a no-break space
+    ],
+)
+def test_a_non_ascii_secret_is_refused_at_construction_without_echoing_it(secret: str) -> None:
+    import traceback
+
+    with pytest.raises(ConfigurationError, match="ASCII") as info:
+        AsyncSchedulerAPI(client_secret=secret)
+    shown = "".join(traceback.format_exception(info.value))
+    assert "abc" not in shown
+    assert "abc" not in repr(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
 
 
 @pytest.mark.parametrize("timeout", [0, -1, "30", True])

@@ -79,6 +79,30 @@ async def test_a_place_handed_to_a_cancelled_waiter_passes_on() -> None:
     assert limit.held == 0
 
 
+async def test_a_waiter_cancelled_as_the_holder_leaves_is_cancelled_cleanly() -> None:
+    # The holder and the waiter are cancelled together (a batch abandoned): the holder's
+    # release passes over the cancelled waiter before the waiter runs. The waiter must still
+    # end cancelled, not with an error of the limit's own.
+    limit = InFlightLimit(1)
+    forever = asyncio.Event()
+
+    async def take() -> None:
+        async with limit.hold():
+            await forever.wait()
+
+    holder = asyncio.ensure_future(take())
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(take())
+    await asyncio.sleep(0)
+    holder.cancel()
+    waiter.cancel()
+    results = await asyncio.gather(holder, waiter, return_exceptions=True)
+    assert [type(r) for r in results] == [asyncio.CancelledError, asyncio.CancelledError]
+    assert limit.held == 0
+    async with limit.hold():  # still usable
+        assert limit.held == 1
+
+
 def test_a_limit_works_across_event_loops() -> None:
     limit = InFlightLimit(1)
 

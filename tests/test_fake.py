@@ -468,3 +468,33 @@ def test_command_line_options_build_the_fake() -> None:
 def test_in_process_transport_is_an_httpx_transport(fake: FakeCronofy) -> None:
     client = fake.client()
     assert isinstance(client, httpx.AsyncClient)
+
+
+async def test_fake_api_sends_through_the_librarys_own_default_path(fake: FakeCronofy) -> None:
+    from cronofy_async.testing import InProcessTransport
+
+    async with fake.api(rate_limit=None) as api:
+        assert isinstance(api._shared.direct, InProcessTransport)  # the direct, default path
+        assert api._shared.remake is not None  # the library's own client, rebuilt per loop
+        await api.create_scheduler_request(invite())
+    assert api.http_client.is_closed
+    assert fake.created_count == 1
+
+
+@pytest.mark.parametrize(
+    "options", [{"http_backend": "aiohttp"}, {"http_client": httpx.AsyncClient()}]
+)
+def test_fake_api_says_what_it_cannot_do(fake: FakeCronofy, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match=r"serve the fake"):
+        fake.api(**options)
+
+
+def test_command_line_options_for_compression_and_retry_after() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    fake = build(parser.parse_args(["--compress", "--no-retry-after"]))
+    assert fake._compress is True
+    assert fake._retry_after is False
+    fake = build(parser.parse_args([]))
+    assert fake._compress is False
+    assert fake._retry_after is True

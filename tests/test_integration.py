@@ -23,7 +23,9 @@ from cronofy_async import (
     Event,
     Host,
     NewSchedulerRequest,
+    Outcome,
     RateLimit,
+    RateLimitError,
     Recipient,
     RetryPolicy,
     ServerError,
@@ -166,6 +168,25 @@ async def test_opting_in_to_unsafe_retries_can_duplicate(
     assert len(fake.duplicates()) == 1
 
 
+async def test_a_batch_item_that_may_have_been_created_stays_unknown_through_later_429s(
+    backend: Backend, fake: FakeCronofy, base_url: str
+) -> None:
+    # Retrying unsafely: a 500 that created the invite, then two 429s that prove nothing about
+    # it. The item must come out unknown, never failed (an invitation to send it again).
+    fake.inject(Fault.ERROR_AFTER_CREATE)
+    fake.inject(Fault.RATE_LIMITED, times=2)
+    policy = RetryPolicy(retry_unsafe=True, attempts=3)
+    async with connect(fake, base_url, http_backend=backend, retry=policy) as api:
+        report = await api.batch_create_scheduler_requests([invite(0)])
+    (result,) = report.results
+    assert result.outcome is Outcome.UNKNOWN
+    assert isinstance(result.error, RateLimitError)
+    assert result.error.outcome_unknown is True
+    assert result.attempts == 3
+    assert fake.received == 3
+    assert fake.created_count == 1
+
+
 async def test_a_fault_storm_creates_nothing_twice(
     backend: Backend, fake: FakeCronofy, base_url: str
 ) -> None:
@@ -277,3 +298,80 @@ async def test_the_fake_server_command(command: list[str]) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def raw_exchange(base_url: str, request: bytes) -> bytes:
+    """Send `request` as bytes over a fresh connection; everything the server sends back."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+def raw_create(secret: str, *, accept_encoding: str | None = None) -> bytes:
+    body = json.dumps(
+        {
+            "host": {"sub": "acc_1"},
+            "recipients": [{"email": "doc@example.com"}],
+            "event": {"summary": "Intro call"},
+        }
+    ).encode()
+    head = [
+        "POST /v1/scheduler_requests HTTP/1.1",
+        "Host: fake",
+        f"Authorization: Bearer {secret}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if accept_encoding is not None:
+        head.append(f"Accept-Encoding: {accept_encoding}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def test_drop_before_sends_not_one_byte_of_an_answer(
+    fake: FakeCronofy, base_url: str
+) -> None:
+    fake.inject(Fault.DROP_BEFORE)
+    assert await raw_exchange(base_url, raw_create(fake.secret)) == b""
+    assert fake.created_count == 0
+    # DROP_AFTER, by contrast, starts an answer and cuts it off.
+    fake.inject(Fault.DROP_AFTER)
+    assert (await raw_exchange(base_url, raw_create(fake.secret))).startswith(b"HTTP/1.1 200")
+    assert fake.created_count == 1
+
+
+async def test_a_429_without_retry_after_is_retried_after_a_backoff(
+    backend: Backend, base_url: str
+) -> None:
+    fake = FakeCronofy(members=["acc_1"], rate_limit=None, retry_after=False)
+    async with fake.serve() as url:
+        fake.inject(Fault.RATE_LIMITED, times=2)
+        api = connect(fake, url, http_backend=backend, retry=RetryPolicy(wait_jitter=0))
+        clock = api._shared.clock
+        assert isinstance(clock, FakeClock)
+        async with api:
+            await api.create_scheduler_request(invite(0))
+        fake.inject(Fault.RATE_LIMITED)
+        answer = await raw_exchange(url, raw_create(fake.secret))
+    assert clock.sleeps == [0.5, 1.0]  # the policy's backoff, as no wait was asked for
+    assert fake.created_count == 1
+    assert answer.startswith(b"HTTP/1.1 429")
+    assert b"retry-after" not in answer.lower()
+
+
+async def test_the_fake_compresses_when_asked_and_both_backends_read_it(backend: Backend) -> None:
+    fake = FakeCronofy(members=["acc_1"], rate_limit=None, compress=True)
+    async with fake.serve() as url:
+        answer = await raw_exchange(url, raw_create(fake.secret, accept_encoding="gzip"))
+        plain = await raw_exchange(url, raw_create(fake.secret))
+        async with connect(fake, url, http_backend=backend) as api:
+            created = await api.create_scheduler_request(invite(0))
+    assert b"\r\ncontent-encoding: gzip\r\n" in answer.lower()
+    assert b"content-encoding" not in plain.lower()
+    assert created.select_url
+    assert fake.compressed == 2

@@ -278,3 +278,64 @@ def test_payload_error_is_a_value_error_with_the_field() -> None:
         Event(summary="")
     assert isinstance(info.value, PayloadError)
     assert info.value.field == "event.summary"
+
+
+# -- input that can never be sent is refused when it is built, never sent as a guess -----------
+
+LONE_SURROGATE = "Intro \ud83d call"  # half of an emoji: no UTF-8 encoding exists for it
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda v: Event(summary=v), "event.summary"),
+        (lambda v: Recipient(email="a@example.com", display_name=v), "recipients.display_name"),
+        (lambda v: Recipient(email=f"a{v}@example.com".replace(" ", "")), "recipients.email"),
+        (lambda v: Host(sub=v.replace(" ", "")), "host.sub"),
+        (lambda v: GroupRule(id=v.replace(" ", "")), "scheduler_group_rule.id"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_the_field(build: Any, field: str) -> None:
+    with refused(field, "lone surrogate"):
+        build(LONE_SURROGATE)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"description": LONE_SURROGATE}, "event"),
+        ({"location": {"description": [LONE_SURROGATE]}}, "event"),
+        ({LONE_SURROGATE: "x"}, "event"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_extra_is_refused(extra: Any, field: str) -> None:
+    with refused(field, "not valid UTF-8"):
+        Event(summary="x", extra=extra)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda extra: Event(summary="x", extra=extra),
+        lambda extra: Recipient(email="a@example.com", extra=extra),
+        lambda extra: NewSchedulerRequest(
+            host=Host(sub="acc_1"),
+            recipients=[Recipient(email="a@example.com")],
+            event=Event(summary="x"),
+            extra=extra,
+        ),
+    ],
+    ids=["event", "recipient", "request"],
+)
+def test_nan_and_infinity_anywhere_in_extra_are_refused(build: Any, number: float) -> None:
+    # JSON has no NaN or Infinity: a body carrying them is not JSON, and never leaves.
+    with pytest.raises(PayloadError, match="NaN or Infinity"):
+        build({"duration": {"minutes": [1, number]}})
+
+
+def test_the_body_is_strict_json() -> None:
+    from cronofy_async._operation import json_body
+
+    with pytest.raises(ValueError, match="JSON compliant"):
+        json_body({"x": float("nan")})

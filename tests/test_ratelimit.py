@@ -96,14 +96,116 @@ def test_smooth_pacing_spaces_requests_by_the_tightest_window() -> None:
     assert limiter.reserve(200.0) == 200.0  # idle again: at once
 
 
-async def test_concurrent_waiters_each_sleep_once_until_their_turn() -> None:
+async def test_concurrent_waiters_are_admitted_in_turn_with_no_herd() -> None:
     clock = FakeClock(start=0.0)
     limiter = SlidingWindowLimiter(
         RateLimit(per_second=5, per_minute=None, burst=True), clock=clock
     )
-    await asyncio.gather(*(limiter.acquire() for _ in range(12)))
-    # 5 admitted at once, 5 more after 1.05 s, the last 2 after 2.1 s: one sleep each.
-    assert sorted(clock.sleeps) == [1.05] * 5 + [2.1] * 2
+    admitted: list[float] = []
+
+    async def take() -> None:
+        await limiter.acquire()
+        admitted.append(clock.now)
+
+    await asyncio.gather(*(take() for _ in range(12)))
+    # 5 admitted at once, 5 more after 1.05 s, the last 2 after 2.1 s, first come first
+    # served; the clock is slept on once per wait, never by a herd of waiters.
+    assert admitted == [0.0] * 5 + [1.05] * 5 + [2.1] * 2
+    assert clock.sleeps == [1.05, 1.05]
+
+
+class StoppedClock:
+    """Time that stands still: a sleeper waits until it is cancelled (an impatient caller)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeping = 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.sleeping -= 1
+
+
+async def test_callers_who_give_up_waiting_give_their_turn_back() -> None:
+    # 600 callers wait for pacing (a web request each); all give up (their client went away).
+    # The next caller must wait what the pace asks after the one request really admitted,
+    # not behind 599 requests that were never sent.
+    clock = StoppedClock()
+    limiter = SlidingWindowLimiter(RateLimit(), clock=clock)  # 50/s and 500/min
+    callers = [asyncio.ensure_future(limiter.acquire()) for _ in range(600)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert callers[0].done()  # the first went at once
+    assert clock.sleeping == 1  # one waits for its turn on the clock, the rest in line
+    callers[300].cancel()  # one in line gives up: it leaves the line, the head stays
+    await asyncio.gather(callers[300], return_exceptions=True)
+    assert len(limiter._line) == 597
+    for caller in callers[1:]:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    spacing = 1.05 / 50
+    assert limiter.reserve(clock.now) == pytest.approx(clock.now + spacing)
+
+
+class SteppedClock(FakeClock):
+    """Virtual time whose sleeps end only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__(start=0.0)
+        self.tick = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.tick.wait()
+        self.now += seconds
+
+
+async def test_a_caller_in_line_cancelled_as_its_turn_comes_passes_it_on() -> None:
+    clock = SteppedClock()
+    limiter = SlidingWindowLimiter(RateLimit(per_second=1, per_minute=None), clock=clock)
+    await limiter.acquire()  # the window is full for 1.05 s
+    second: asyncio.Future[None] | None = None
+
+    async def head() -> None:
+        await limiter.acquire()  # hands its turn to the second as it leaves...
+        assert second is not None
+        second.cancel()  # ...which is cancelled before it runs: the third gets it
+
+    first = asyncio.ensure_future(head())
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(limiter.acquire())
+    third = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    assert len(limiter._line) == 2  # both wait in line behind the head
+    clock.tick.set()
+    await first
+    await third
+    assert second.cancelled()
+    assert clock.now == pytest.approx(2.1)
+    assert limiter._head is None
+
+
+def test_a_limiter_left_mid_wait_by_a_closed_loop_serves_the_next_loop() -> None:
+    clock = StoppedClock()
+    limiter = SlidingWindowLimiter(RateLimit(per_second=1, per_minute=None), clock=clock)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(limiter.acquire())
+    waiting = loop.create_task(limiter.acquire())
+    loop.run_until_complete(asyncio.sleep(0))
+    assert clock.sleeping == 1
+    loop.close()  # closed with the waiter never cancelled (no asyncio.run to clean up)
+    del waiting
+    clock.now += 10
+    asyncio.run(asyncio.wait_for(limiter.acquire(), 5))  # not stuck behind the dead one
 
 
 def test_a_limiter_works_across_event_loops() -> None:

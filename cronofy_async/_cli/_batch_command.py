@@ -18,7 +18,7 @@ import attrs
 
 from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream, check_concurrency
 from .._client import SECRET_ENV, AsyncSchedulerAPI
-from .._errors import CronofyError
+from .._errors import BatchInputError, CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
 from . import _redis_option
@@ -434,6 +434,8 @@ async def _go(
             finally:
                 for result in stream.unfinished:
                     run.record(result, stream.stopped_by)
+    except BatchInputError as exc:  # the rows read before it were sent and recorded
+        err.write(f"cronofy-async batch: stopped: {exc}\n")
     except asyncio.CancelledError:
         if not run.abandoned:
             raise

@@ -64,4 +64,5 @@ def invite_key(fields: Mapping[str, str | None]) -> str:
     if "host" not in values and "group_rule" not in values and "impersonate" in values:
         values["host"] = values.pop("impersonate")
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: half a surrogate pair (refused as a row) still gets a key; text keys unchanged.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -50,7 +50,7 @@ ROW_OUTCOMES: Final[Mapping[str, str]] = {
     UNKNOWN: "unknown: may exist, check before re-sending",
     NOT_SENT: "not sent: the batch stopped first",
     INVALID: "invalid: bad row, not sent",
-    NOT_REACHED: "not reached: never read (interrupted)",
+    NOT_REACHED: "not reached: never read (interrupted, or the input failed)",
 }
 
 DONE: Final = frozenset({CREATED, CREATED_BEFORE, DUPLICATE})

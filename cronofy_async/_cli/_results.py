@@ -234,5 +234,10 @@ class ResultsFile:
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and flush it."""
         assert self._stream is not None  # noqa: S101 - between open and close only
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            line = json.dumps(record, ensure_ascii=False)
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # half a surrogate pair from the input: kept, as an escape
+            line = json.dumps(record)
+        self._stream.write(line + "\n")
         self._stream.flush()

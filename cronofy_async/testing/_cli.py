@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-ledger", action="store_true", help="keep counts only (flat memory for benchmarks)"
     )
+    parser.add_argument(
+        "--compress", action="store_true", help="gzip answers to clients that accept it"
+    )
+    parser.add_argument(
+        "--no-retry-after",
+        action="store_true",
+        help="send no Retry-After with a 429 (Cronofy documents none)",
+    )
 
 
 def build(args: argparse.Namespace) -> FakeCronofy:
@@ -79,6 +87,8 @@ def build(args: argparse.Namespace) -> FakeCronofy:
         rate_limit=rate_limit,
         faults=Faults(seed=args.seed, latency=args.latency, **probabilities),
         record=not args.no_ledger,
+        compress=args.compress,
+        retry_after=not args.no_retry_after,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gzip
 import hashlib
 import itertools
 import json
@@ -48,7 +49,16 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class DropConnection(Exception):  # noqa: N818 - it is an instruction, not an error
-    """Raised inside the app to make the server drop the connection without an answer."""
+    """
+    Raised inside the app to make the server drop the connection.
+
+    `answered` says whether an answer was begun first (processed, then cut off mid-answer) or
+    not a byte of one was sent (a server that closes without answering).
+    """
+
+    def __init__(self, *, answered: bool) -> None:
+        super().__init__("answer begun, then cut off" if answered else "closed without answering")
+        self.answered = answered
 
 
 @attrs.frozen(kw_only=True)
@@ -159,6 +169,10 @@ class FakeCronofy(FakeScheduling):
             the selection-rule calls; ``None`` knows none, but accepts any
             ``host_group=SelectionRule(sub=...)``.
         page_size: members or resources per page.
+        compress: gzip every answer whose request accepts it (``Accept-Encoding: gzip``), as
+            servers and proxies in front of an API often do.
+        retry_after: send ``Retry-After`` with each 429. Cronofy does not document one: turn it
+            off to see what a client does without it.
 
     ``members`` may also map each sub to its email; without one the fake derives
     ``{sub}@example.com``. The other operations (scheduling requests, members, selection
@@ -179,6 +193,8 @@ class FakeCronofy(FakeScheduling):
         resources: Iterable[str] | Mapping[str, str] | None = None,
         selection_rules: Mapping[str, tuple[str, int | str, Iterable[str]]] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        compress: bool = False,
+        retry_after: bool = True,
     ) -> None:
         secrets_ = _clean_set("client_secrets", client_secrets)
         if not secrets_:
@@ -194,6 +210,8 @@ class FakeCronofy(FakeScheduling):
         """The random faults in force; assign a new `Faults` to change them mid-test."""
         self._scripted: collections.deque[Fault] = collections.deque()
         self._record = record
+        self._compress = compress
+        self._retry_after = retry_after
         self._select_url_base = select_url_base.rstrip("/")
         self._sequence = itertools.count()
         self._seen: collections.Counter[bytes] = collections.Counter()
@@ -211,6 +229,8 @@ class FakeCronofy(FakeScheduling):
             selection_rules=selection_rules,
             page_size=page_size,
         )
+        self.compressed = 0
+        """How many answers were sent gzip-compressed (with ``compress=True``)."""
 
     def __repr__(self) -> str:
         return (
@@ -257,13 +277,25 @@ class FakeCronofy(FakeScheduling):
         """
         An `AsyncSchedulerAPI` wired to this fake in process, with its secret.
 
-        Options are passed on (``retry=``, ``rate_limit=``, ``timeout=``...). Closing the API
-        closes the in-process client too.
+        Options are passed on (``retry=``, ``rate_limit=``, ``timeout=``...). The API sends as
+        it does by default, through a client of its own (straight to its transport, rebuilt
+        in each event loop), only in process: no sockets. The ``aiohttp`` backend needs a
+        socket: `serve` the fake for it. Closing the API closes the in-process client too.
         """
+        if "http_client" in options or options.get("http_backend", "httpx") != "httpx":
+            raise ConfigurationError(
+                "fake.api() sends in process, through the library's default (httpx) path; for "
+                "http_client= or http_backend='aiohttp', serve the fake: async with "
+                "fake.serve() as url: AsyncSchedulerAPI(fake.secret, base_url=url, ...)"
+            )
         options.setdefault("client_secret", self.secret)
-        api = AsyncSchedulerAPI(base_url=IN_PROCESS_URL, http_client=self.client(), **options)
-        api._shared.owns_http = True  # the client was made for this API alone
+        api = AsyncSchedulerAPI(base_url=IN_PROCESS_URL, **options)
+        api._shared.use(self._own_client)
         return api
+
+    def _own_client(self) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport, None]:
+        transport = InProcessTransport(self)
+        return httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL), transport, None
 
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
@@ -289,7 +321,15 @@ class FakeCronofy(FakeScheduling):
         body = await _read_body(receive)
         try:
             status, payload, headers = await self._handle(scope, body)
-        except DropConnection:
+        except DropConnection as drop:
+            transport = _connection_of(send)
+            if not drop.answered and transport is not None:
+                # Close without a byte of an answer, and wait until the server has noticed, so
+                # it does not write a 500 for an app that returned without answering.
+                transport.close()
+                while (await receive())["type"] != "http.disconnect":
+                    pass  # pragma: no cover - nothing else arrives once the body is read
+                return
             # A server that raises before answering gets a 500 written for it; start an answer
             # and abandon it instead, so the client sees the connection cut mid-response.
             await send(
@@ -301,6 +341,10 @@ class FakeCronofy(FakeScheduling):
             )
             raise
         content = b"" if payload is None else json.dumps(payload).encode()
+        if self._compress and content and _accepts_gzip(scope):
+            content = gzip.compress(content, compresslevel=5)
+            headers = [*headers, (b"content-encoding", b"gzip"), (b"vary", b"accept-encoding")]
+            self.compressed += 1
         await send(
             {
                 "type": "http.response.start",
@@ -344,13 +388,13 @@ class FakeCronofy(FakeScheduling):
                 "fault:rate_limited",
                 429,
                 {"error": "too_many_requests"},
-                [(b"retry-after", seconds)],
+                [(b"retry-after", seconds)] if self._retry_after else [],
             )
         if fault is Fault.UNAVAILABLE:
             return self._done("fault:unavailable", 503, {"error": "service_unavailable"})
         if fault is Fault.DROP_BEFORE:
             self.outcomes["fault:drop_before"] += 1
-            raise DropConnection
+            raise DropConnection(answered=False)
 
         secret = _bearer(headers.get("authorization"))
         if secret is None or secret not in self._secrets:
@@ -399,7 +443,7 @@ class FakeCronofy(FakeScheduling):
             return self._done("fault:error_after_create", 500, {"error": "internal"})
         if fault is Fault.DROP_AFTER:
             self.outcomes["fault:drop_after"] += 1
-            raise DropConnection
+            raise DropConnection(answered=True)
         if fault is Fault.SLOW:
             self.outcomes["fault:slow"] += 1
             await asyncio.sleep(self.faults.slow_seconds)
@@ -415,7 +459,7 @@ class FakeCronofy(FakeScheduling):
                 return self._done("fault:error_after_create", 500, {"error": "internal"})
             if fault is Fault.DROP_AFTER:
                 self.outcomes["fault:drop_after"] += 1
-                raise DropConnection
+                raise DropConnection(answered=True)
             if fault is Fault.SLOW:
                 self.outcomes["fault:slow"] += 1
                 await asyncio.sleep(self.faults.slow_seconds)
@@ -434,7 +478,8 @@ class FakeCronofy(FakeScheduling):
     def _rate_limited(self, wait: float) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         # Whole seconds, as HTTP's Retry-After takes, rounded up so a client that obeys fits.
         seconds = str(max(1, math.ceil(wait))).encode()
-        return self._done("429", 429, {"error": "too_many_requests"}, [(b"retry-after", seconds)])
+        headers = [(b"retry-after", seconds)] if self._retry_after else []
+        return self._done("429", 429, {"error": "too_many_requests"}, headers)
 
     def _next_fault(self, body: bytes) -> Fault | None:
         if self._scripted:
@@ -552,6 +597,25 @@ def _origin(scope: Scope, headers: Mapping[str, str]) -> str:
         server = scope.get("server") or ("127.0.0.1", 80)
         host = f"{server[0]}:{server[1]}"
     return f"{scope.get('scheme', 'http')}://{host}"
+
+
+def _connection_of(send: Send) -> asyncio.BaseTransport | None:
+    """
+    The connection an ASGI server answers on, where it can be found (uvicorn's, by its send).
+
+    ASGI has no way to close a connection without answering; the in-process transport has no
+    connection at all, and turns `DropConnection` into what a client would see instead.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    return transport if isinstance(transport, asyncio.BaseTransport) else None
+
+
+def _accepts_gzip(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name.lower() == b"accept-encoding":
+            codings = (part.split(b";")[0].strip().lower() for part in value.split(b","))
+            return b"gzip" in codings
+    return False
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -18,11 +18,14 @@ class Fault(enum.Enum):
     """One way a request can go wrong, and whether the invite exists afterwards."""
 
     RATE_LIMITED = "rate_limited"
-    """429 with ``Retry-After``; not processed."""
+    """429 (with ``Retry-After`` unless the fake was made with ``retry_after=False``)."""
     UNAVAILABLE = "unavailable"
     """503 before processing; not processed."""
     DROP_BEFORE = "drop_before"
-    """The connection is dropped before processing; not processed."""
+    """
+    The connection is closed before processing, without a byte of an answer; not processed
+    (though a client cannot tell: for it, the outcome is unknown).
+    """
     ERROR_AFTER_CREATE = "error_after_create"
     """500 after the request was recorded as created: the invite exists."""
     DROP_AFTER = "drop_after"

@@ -1,0 +1,174 @@
+"""The client secret never shows: not in a message, a repr, a results file or traceback locals."""
+
+from __future__ import annotations
+
+import json
+import socket
+import traceback
+from typing import Any, Literal
+
+import pytest
+
+from cronofy_async import (
+    APIError,
+    AsyncSchedulerAPI,
+    CronofyError,
+    Event,
+    Host,
+    NewSchedulerRequest,
+    Recipient,
+    ValidationError,
+)
+
+from .helpers import bearer_of, http_response, raw_server
+
+SECRET = "sk_live_do_not_leak_0123456789abcdef"
+
+Backend = Literal["httpx", "aiohttp"]
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    name: Backend = request.param
+    return name
+
+
+def invite() -> NewSchedulerRequest:
+    return NewSchedulerRequest(
+        host=Host(sub="acc_1"),
+        recipients=[Recipient(email="doc@example.com")],
+        event=Event(summary="Intro call"),
+    )
+
+
+async def echo_in_field_errors(request: bytes) -> bytes:
+    # A server that echoes the bearer token in every place a 422 carries text.
+    token = bearer_of(request)
+    body = {
+        "errors": {
+            f"recipients.{token}": [{"key": f"errors.{token}", "description": f"bad {token}"}],
+            "event.summary": [{"key": "errors.required"}],  # no description: the key is shown
+            "host": [f"not {token}"],
+        }
+    }
+    return http_response(422, json.dumps(body).encode(), reason=f"Nope {token}")
+
+
+async def test_a_422_echoing_the_secret_is_redacted_everywhere(backend: Backend) -> None:
+    async with (
+        raw_server(echo_in_field_errors) as url,
+        AsyncSchedulerAPI(SECRET, base_url=url, http_backend=backend, rate_limit=None) as api,
+    ):
+        with pytest.raises(ValidationError) as info:
+            await api.create_scheduler_request(invite())
+    error = info.value
+    shown = [str(error), repr(error), repr(error.errors), error.message]
+    for text in shown:
+        assert SECRET not in text
+    assert "[secret]" in str(error)
+    assert "recipients.[secret]: bad [secret]" in str(error)
+    fields = dict(error.errors)
+    assert fields["recipients.[secret]"][0].key == "errors.[secret]"
+    assert fields["recipients.[secret]"][0].description == "bad [secret]"
+    assert fields["host"][0].description == "not [secret]"
+    assert "Nope [secret]" in str(error)
+
+
+def rendered(error: BaseException) -> str:
+    """The error as a traceback printed with every frame's locals (Sentry, --showlocals)."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+async def failure_of(api: AsyncSchedulerAPI) -> CronofyError:
+    # No local of this frame (or of the test's) holds the secret: whatever shows it, the
+    # library's frames or the libraries below put it there.
+    try:
+        await api.create_scheduler_request(invite())
+    except CronofyError as error:
+        return error
+    raise AssertionError("the call succeeded")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def never_answer(request: bytes) -> bytes | None:
+    import asyncio
+
+    await asyncio.Event().wait()
+    return None
+
+
+def answer_with(status: int, *, echo: bool = False, **options: Any) -> Any:
+    async def answer(request: bytes) -> bytes:
+        token = bearer_of(request) if echo else "no"
+        return http_response(status, f'{{"error": "{token}"}}'.encode(), **options)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(None, id="connect-refused"),
+        pytest.param(never_answer, id="read-timeout"),
+        pytest.param(answer_with(401), id="401"),
+        pytest.param(answer_with(500), id="500"),
+        pytest.param(answer_with(422), id="422"),
+        pytest.param(answer_with(200), id="malformed-2xx"),
+        pytest.param(answer_with(200, length=5000), id="closed-mid-answer"),
+        pytest.param(answer_with(200, headers=[("Content-Encoding", "gzip")]), id="bad-gzip"),
+    ],
+)
+async def test_no_traceback_local_shows_the_secret(backend: Backend, server: Any) -> None:
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    options["timeout"] = 0.3
+    if server is None:
+        url = f"http://127.0.0.1:{closed_port()}"
+        async with AsyncSchedulerAPI(SECRET, base_url=url, **options) as api:
+            error = await failure_of(api)
+    else:
+        async with (
+            raw_server(server) as url,
+            AsyncSchedulerAPI(SECRET, base_url=url, **options) as api,
+        ):
+            error = await failure_of(api)
+    # The server echoes nothing: whatever shows the secret took it from the request.
+    assert isinstance(error, APIError)
+    text = rendered(error)
+    assert SECRET not in text
+    assert "Bearer" not in text or "[secret]" in text or "[secure]" in text
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param(None, id="connect-refused"),
+        pytest.param(never_answer, id="read-timeout"),
+        pytest.param(answer_with(401), id="401"),
+        pytest.param(answer_with(200, headers=[("Content-Encoding", "gzip")]), id="bad-gzip"),
+    ],
+)
+async def test_no_traceback_local_shows_the_secret_through_a_callers_client(server: Any) -> None:
+    import httpx
+
+    options: dict[str, Any] = {"rate_limit": None, "retry": None, "timeout": 0.3}
+    async with httpx.AsyncClient() as client:
+        if server is None:
+            url = f"http://127.0.0.1:{closed_port()}"
+            async with AsyncSchedulerAPI(
+                SECRET, base_url=url, http_client=client, **options
+            ) as api:
+                error = await failure_of(api)
+        else:
+            async with (
+                raw_server(server) as url,
+                AsyncSchedulerAPI(SECRET, base_url=url, http_client=client, **options) as api,
+            ):
+                error = await failure_of(api)
+    assert isinstance(error, APIError)
+    assert SECRET not in rendered(error)
