@@ -33,6 +33,7 @@ from .._payload import MAX_SUMMARY_LENGTH
 from .._ratelimit import RateLimit
 from ._fake_scheduling import DEFAULT_PAGE_SIZE, FakeRequest, FakeScheduling
 from ._faults import Fault, Faults
+from ._notify import NotificationFaults
 
 __all__ = ["DEFAULT_SECRET", "CreatedRequest", "FakeCronofy"]
 
@@ -159,6 +160,11 @@ class FakeCronofy(FakeScheduling):
             the selection-rule calls; ``None`` knows none, but accepts any
             ``host_group=SelectionRule(sub=...)``.
         page_size: members or resources per page.
+        notification_url: where `select_slot` POSTs a signed push notification (loopback
+            only, unless a `notification_transport` is given); ``None`` sends none.
+        notification_faults: how notifications are misdelivered (`notification_faults`).
+        notification_transport: an httpx transport to deliver through, for example
+            ``httpx.ASGITransport(app=receiver)`` in process.
 
     ``members`` may also map each sub to its email; without one the fake derives
     ``{sub}@example.com``. The other operations (scheduling requests, members, selection
@@ -179,6 +185,9 @@ class FakeCronofy(FakeScheduling):
         resources: Iterable[str] | Mapping[str, str] | None = None,
         selection_rules: Mapping[str, tuple[str, int | str, Iterable[str]]] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        notification_url: str | None = None,
+        notification_faults: NotificationFaults = NotificationFaults(),  # noqa: B008 - frozen
+        notification_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         secrets_ = _clean_set("client_secrets", client_secrets)
         if not secrets_:
@@ -210,6 +219,12 @@ class FakeCronofy(FakeScheduling):
             resources=resources,
             selection_rules=selection_rules,
             page_size=page_size,
+        )
+        self._init_notifications(
+            url=notification_url,
+            secrets=[self.secret, *sorted(secrets_ - {self.secret})],
+            faults=notification_faults,
+            transport=notification_transport,
         )
 
     def __repr__(self) -> str:
