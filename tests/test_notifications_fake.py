@@ -9,6 +9,7 @@ misdelivered on demand; and nothing a receiver does (down, slow, 401) breaks the
 from __future__ import annotations
 
 import asyncio
+import doctest
 import gc
 import json
 import logging
@@ -221,6 +222,15 @@ async def test_signed_with_every_accepted_secret_as_during_a_rotation() -> None:
     assert delivery.signature == request.headers[HEADER]
     # Every entry is one secret's signature: a receiver with only the old one accepts it.
     assert sum(verify_signature(request.content, e, "sk_old") for e in entries) == 1
+
+
+async def test_cancelling_sends_nothing_as_cronofy_documents_no_such_event() -> None:
+    fake = in_process(NotificationReceiver(SECRET, Recorder()))
+    created = await create(fake)
+    async with fake.api() as api:
+        use_clock(api, FakeClock())
+        await api.cancel_scheduling_request(created.scheduling_request_id)
+    assert await fake.drain_notifications() == []
 
 
 # -- misdelivery on demand --------------------------------------------------------------------
@@ -444,6 +454,14 @@ def test_a_notification_url_off_loopback_needs_a_transport() -> None:
         FakeCronofy(notification_url="/hook")
 
 
+def test_a_transport_without_a_url_or_a_url_not_a_string_is_refused() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with pytest.raises(ConfigurationError, match="notification_transport needs"):
+        FakeCronofy(notification_transport=transport)
+    with pytest.raises(ConfigurationError, match="notification_url must be a str, got URL"):
+        FakeCronofy(notification_url=httpx.URL("http://127.0.0.1/"))  # type: ignore[arg-type]
+
+
 def test_bad_notification_faults_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="NotificationFaults"):
         FakeCronofy(notification_faults={"repeat": 2})  # type: ignore[arg-type]
@@ -465,9 +483,18 @@ async def test_bad_select_slot_input_changes_nothing() -> None:
         fake.select_slot(created.scheduling_request_id, captured_data=["x"])  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="captured_data keys must be"):
         fake.select_slot(created.scheduling_request_id, captured_data={1: "x"})  # type: ignore[dict-item]
+    with pytest.raises(ConfigurationError, match=r"captured_data\['when'\] must be JSON"):
+        fake.select_slot(created.scheduling_request_id, captured_data={"when": object()})
     with pytest.raises(ConfigurationError, match="select_slot takes"):
         fake.select_slot(42)  # type: ignore[arg-type]
     assert entry.slot_selection == "pending"
+    async with fake.api() as api:
+        use_clock(api, FakeClock())
+        await api.cancel_scheduling_request(created.scheduling_request_id)
+    with pytest.raises(ConfigurationError, match="cancelled"):
+        fake.select_slot(link_of(created, correlation_id="c1"))
+    assert entry.slot_selection == "pending"
+    assert entry.link_metadata == {}
     assert fake.notifications == []
 
 
@@ -479,9 +506,19 @@ def test_select_slot_outside_a_loop_with_a_url_says_so_and_changes_nothing() -> 
     assert fake.scheduling_requests[0].slot_selection == "pending"
 
 
-def test_the_fakes_repr_and_entry_hide_the_secret() -> None:
-    fake = FakeCronofy(["sk_hidden_value"], notification_url="http://127.0.0.1:9/hook")
-    assert "sk_hidden_value" not in repr(fake._notifier)
+async def test_no_repr_or_record_shows_the_secret() -> None:
+    fake = FakeCronofy(
+        ["sk_hidden_value"],
+        members=["acc_1"],
+        rate_limit=None,
+        notification_url=HOOK,
+        notification_transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+    )
+    created = await create(fake)
+    entry = fake.select_slot(created.scheduling_request_id)
+    [delivery] = await fake.drain_notifications()
+    for shown in (repr(fake), repr(fake._notifier), repr(entry), repr(delivery), delivery.body):
+        assert "sk_hidden_value" not in str(shown)
 
 
 async def test_parse_notification_reads_what_the_fake_sends() -> None:
@@ -499,3 +536,21 @@ async def test_parse_notification_reads_what_the_fake_sends() -> None:
     assert notification.correlation_id is None
     assert dict(notification.utm) == {"utm_medium": "email"}
     assert delivery.status_code == 204
+
+
+# -- the surface ------------------------------------------------------------------------------
+
+
+def test_exported_from_testing_and_documented() -> None:
+    import cronofy_async.testing as testing
+    from cronofy_async.testing import _notify
+
+    for name in ("Delivery", "NotificationFaults"):
+        assert name in testing.__all__
+        obj = getattr(testing, name)
+        assert obj.__module__ == "cronofy_async.testing"
+        assert obj.__doc__
+    for name in ("notification_faults", "notifications", "drain_notifications", "select_slot"):
+        assert getattr(FakeCronofy, name).__doc__, name
+    failures, tried = doctest.testmod(_notify)
+    assert (failures, tried > 0) == (0, True)

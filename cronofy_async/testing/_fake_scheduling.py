@@ -278,11 +278,11 @@ class FakeScheduling(FakeNotifications):
         notification URL) a call from outside a running event loop.
         """
         entry, metadata = self._selected(scheduling_request_id)
-        checked_faults, captured = self._check_notification(faults, captured_data)
         if entry.cancelled:
             raise ConfigurationError(
                 f"{entry.scheduling_request_id} was cancelled; no slot can be picked"
             )
+        checked_faults, captured = self._check_notification(faults, captured_data)
         entry.slot_selection = "complete"
         entry.link_metadata = metadata
         entry.captured_data = dict(captured or {})

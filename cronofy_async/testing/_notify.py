@@ -82,7 +82,14 @@ class NotificationFaults:
 
 @attrs.frozen(kw_only=True)
 class Delivery:
-    """One POST of one notification, and what the receiver answered."""
+    """
+    One POST of one notification, and what the receiver answered.
+
+    The fake's `notifications` and `drain_notifications` give them::
+
+        [delivery] = await fake.drain_notifications()
+        assert delivery.status_code == 401 and not delivery.signed_correctly
+    """
 
     notification: int
     """Which notification (from 0, in the order they were sent)."""
@@ -379,6 +386,14 @@ def _captured(value: object) -> Mapping[str, Any] | None:
         )
     if not all(isinstance(key, str) and key for key in value):
         raise ConfigurationError("captured_data keys must be non-empty strings (field names)")
+    for key, item in value.items():
+        try:
+            json.dumps(item)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"captured_data[{key!r}] must be JSON (a string, as a form field is), "
+                f"got {type(item).__name__}"
+            ) from None
     return value
 
 
@@ -408,9 +423,14 @@ class FakeNotifications:
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self._notification_faults = _faults(faults)
-        if url is not None:
-            # Every accepted secret signs, one entry each, as Cronofy does during a rotation.
-            self._notifier = NotificationSender(url, secrets, faults=faults, transport=transport)
+        if url is None:
+            if transport is not None:
+                raise ConfigurationError("notification_transport needs a notification_url")
+            return
+        if not isinstance(url, str):
+            raise ConfigurationError(f"notification_url must be a str, got {type(url).__name__}")
+        # Every accepted secret signs, one entry each, as Cronofy does during a rotation.
+        self._notifier = NotificationSender(url, secrets, faults=faults, transport=transport)
 
     @property
     def notification_faults(self) -> NotificationFaults:
