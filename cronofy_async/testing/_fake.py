@@ -34,6 +34,7 @@ from .._payload import MAX_SUMMARY_LENGTH
 from .._ratelimit import RateLimit
 from ._fake_scheduling import DEFAULT_PAGE_SIZE, FakeRequest, FakeScheduling
 from ._faults import Fault, Faults
+from ._notify import NotificationFaults
 
 __all__ = ["DEFAULT_SECRET", "CreatedRequest", "FakeCronofy"]
 
@@ -173,6 +174,11 @@ class FakeCronofy(FakeScheduling):
             servers and proxies in front of an API often do.
         retry_after: send ``Retry-After`` with each 429. Cronofy does not document one: turn it
             off to see what a client does without it.
+        notification_url: where `select_slot` POSTs a signed push notification (loopback
+            only, unless a `notification_transport` is given); ``None`` sends none.
+        notification_faults: how notifications are misdelivered (`notification_faults`).
+        notification_transport: an httpx transport to deliver through, for example
+            ``httpx.ASGITransport(app=receiver)`` in process.
 
     ``members`` may also map each sub to its email; without one the fake derives
     ``{sub}@example.com``. The other operations (scheduling requests, members, selection
@@ -195,6 +201,9 @@ class FakeCronofy(FakeScheduling):
         page_size: int = DEFAULT_PAGE_SIZE,
         compress: bool = False,
         retry_after: bool = True,
+        notification_url: str | None = None,
+        notification_faults: NotificationFaults = NotificationFaults(),  # noqa: B008 - frozen
+        notification_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         secrets_ = _clean_set("client_secrets", client_secrets)
         if not secrets_:
@@ -231,6 +240,12 @@ class FakeCronofy(FakeScheduling):
         )
         self.compressed = 0
         """How many answers were sent gzip-compressed (with ``compress=True``)."""
+        self._init_notifications(
+            url=notification_url,
+            secrets=[self.secret, *sorted(secrets_ - {self.secret})],
+            faults=notification_faults,
+            transport=notification_transport,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -1,7 +1,8 @@
 """
 `FakeCronofy`'s state and handlers for the rest of the Scheduler API.
 
-Scheduling requests (create, query, cancel, and `select_slot` to act as the recipient),
+Scheduling requests (create, query, cancel, and `select_slot` to act as the recipient, which
+sends a push notification when the fake has a notification URL: see `_notify`),
 Organizational Unit members and resources (paged), and selection rules (show, patch). The
 fake's ASGI entry point (`_fake`) authenticates, rate-limits and injects faults for every
 operation alike, then hands the request to the handler `route` names.
@@ -9,6 +10,7 @@ operation alike, then hands the request to the handler `route` names.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -23,6 +25,7 @@ import attrs
 
 from .._errors import ConfigurationError
 from .._payload import MAX_SUMMARY_LENGTH
+from ._notify import Delivery, FakeNotifications, NotificationFaults, link_metadata_from_url
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -94,6 +97,17 @@ class SchedulingEntry:
     """Whether a cancel was accepted for it."""
     cancel_count: int = 0
     """How many cancels were accepted for it (cancelling twice cancels once)."""
+    link_metadata: Mapping[str, str] = attrs.field(factory=dict)
+    """The ``correlation_id`` and ``utm_*`` on the select URL of the latest `select_slot`."""
+    captured_data: Mapping[str, Any] = attrs.field(factory=dict)
+    """What the booking page captured at the latest `select_slot`."""
+    notification_task: asyncio.Task[list[Delivery]] | None = attrs.field(
+        default=None, repr=False, eq=False
+    )
+    """
+    The delivery of the latest `select_slot`'s notification: a task whose result is its
+    `Delivery` list; ``None`` without a notification URL.
+    """
 
     @property
     def host(self) -> str | None:
@@ -196,12 +210,12 @@ def _page_size(value: object) -> int:
     return value
 
 
-class FakeScheduling:
+class FakeScheduling(FakeNotifications):
     """
     The part of `FakeCronofy` that serves scheduling requests, members and selection rules.
 
     Its state: `scheduling_requests` (the ledger), `selection_rules`, the members and
-    resources. `select_slot` acts as the recipient.
+    resources. `select_slot` acts as the recipient, and tells your push notification URL.
     """
 
     _members: frozenset[str] | None
@@ -237,26 +251,65 @@ class FakeScheduling:
 
     # -- controlling it ----------------------------------------------------------------------
 
-    def select_slot(self, scheduling_request_id: str) -> SchedulingEntry:
+    def select_slot(
+        self,
+        scheduling_request_id: str,
+        *,
+        captured_data: Mapping[str, Any] | None = None,
+        faults: NotificationFaults | None = None,
+    ) -> SchedulingEntry:
         """
         Act as the recipient picking a time: the request's ``slot_selection`` is ``complete``.
 
-        Raises `ConfigurationError` for an id the fake never created or a cancelled request.
+        `scheduling_request_id` is the request's id, or the select URL the recipient followed,
+        query and all: its link metadata (``correlation_id``, ``utm_*``, as `add_link_metadata`
+        puts them) is recorded in the entry's `link_metadata`, as Cronofy stores it.
+
+        With a ``notification_url``, the fake then POSTs the signed
+        ``scheduling_request_time_chosen`` notification there in the background, carrying
+        that metadata and `captured_data`; `faults` overrides `notification_faults` for it.
+        The entry's `notification_task` is that delivery; `drain_notifications` awaits all::
+
+            entry = fake.select_slot(add_link_metadata(select_url, correlation_id="order-42"))
+            [delivery] = await fake.drain_notifications()
+
+        Raises `ConfigurationError`, before anything changes, for an id or a link the fake
+        never gave out, a cancelled request, bad `captured_data` or `faults`, or (with a
+        notification URL) a call from outside a running event loop.
         """
-        entry = self._by_id.get(scheduling_request_id)
-        if entry is None:
-            raise ConfigurationError(
-                f"the fake created no scheduling request {scheduling_request_id!r}"
-            )
+        entry, metadata = self._selected(scheduling_request_id)
         if entry.cancelled:
             raise ConfigurationError(
-                f"{scheduling_request_id} was cancelled; no slot can be picked"
+                f"{entry.scheduling_request_id} was cancelled; no slot can be picked"
             )
+        checked_faults, captured = self._check_notification(faults, captured_data)
         entry.slot_selection = "complete"
+        entry.link_metadata = metadata
+        entry.captured_data = dict(captured or {})
         answer = entry.answer()
         for hook in list(self._on_slot_selected):
             hook(answer)
+        entry.notification_task = self._notify_time_chosen(
+            answer, metadata=metadata, captured_data=captured, faults=checked_faults
+        )
         return entry
+
+    def _selected(self, id_or_link: object) -> tuple[SchedulingEntry, dict[str, str]]:
+        """The entry an id or a select URL names, and the link metadata on that URL."""
+        if not isinstance(id_or_link, str):
+            raise ConfigurationError(
+                f"select_slot takes a scheduling request id or its select URL, got {id_or_link!r}"
+            )
+        if "://" not in id_or_link:
+            entry = self._by_id.get(id_or_link)
+            if entry is None:
+                raise ConfigurationError(f"the fake created no scheduling request {id_or_link!r}")
+            return entry, {}
+        bare = urllib.parse.urlsplit(id_or_link)._replace(query="", fragment="").geturl()
+        for entry in self.scheduling_requests:
+            if entry.select_url == bare:
+                return entry, link_metadata_from_url(id_or_link)
+        raise ConfigurationError(f"the fake has no scheduling request with the select URL {bare!r}")
 
     # -- routing -------------------------------------------------------------------------------
 

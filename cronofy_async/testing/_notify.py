@@ -4,7 +4,8 @@ The fake Cronofy's push notifications: the body Cronofy documents, signed and PO
 `build_notification_body` is pure (a scheduling request, a type, a time and the link's
 metadata in; the documented body out). `NotificationSender` delivers bodies in the background
 over loopback, and can misbehave as a real sender may: sign wrongly, deliver twice, deliver
-late. Every delivery is recorded with the status the receiver answered.
+late. Every delivery is recorded with the status the receiver answered. `FakeNotifications` is
+the part of `FakeCronofy` that owns a sender and sends when a slot is picked.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import copy
 import ipaddress
 import json
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -35,6 +36,7 @@ from ..notifications._signature import (
 
 __all__ = [
     "Delivery",
+    "FakeNotifications",
     "NotificationFaults",
     "NotificationSender",
     "build_notification_body",
@@ -80,7 +82,14 @@ class NotificationFaults:
 
 @attrs.frozen(kw_only=True)
 class Delivery:
-    """One POST of one notification, and what the receiver answered."""
+    """
+    One POST of one notification, and what the receiver answered.
+
+    The fake's `notifications` and `drain_notifications` give them::
+
+        [delivery] = await fake.drain_notifications()
+        assert delivery.status_code == 401 and not delivery.signed_correctly
+    """
 
     notification: int
     """Which notification (from 0, in the order they were sent)."""
@@ -360,3 +369,127 @@ class _Borrowed(httpx.AsyncBaseTransport):
 def _wrong_keys(keys: Iterable[Any]) -> tuple[str, ...]:
     # A key no receiver holds; derived from nothing secret, so it leaks nothing either.
     return tuple(f"wrong-key-{index}" for index, _ in enumerate(keys))
+
+
+def _faults(value: object) -> NotificationFaults:
+    if not isinstance(value, NotificationFaults):
+        raise ConfigurationError(f"faults must be NotificationFaults, got {value!r}")
+    return value
+
+
+def _captured(value: object) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"captured_data must be a mapping of field name to value, got {type(value).__name__}"
+        )
+    if not all(isinstance(key, str) and key for key in value):
+        raise ConfigurationError("captured_data keys must be non-empty strings (field names)")
+    for key, item in value.items():
+        try:
+            json.dumps(item)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"captured_data[{key!r}] must be JSON (a string, as a form field is), "
+                f"got {type(item).__name__}"
+            ) from None
+    return value
+
+
+class FakeNotifications:
+    """
+    The part of `FakeCronofy` that sends push notifications, when given a notification URL.
+
+    `FakeCronofy.select_slot` sends ``scheduling_request_time_chosen``; `notifications` is what
+    was delivered, `drain_notifications` waits for what is in flight and `notification_faults`
+    makes the fake misdeliver::
+
+        fake = FakeCronofy(notification_url="http://127.0.0.1:8080/cronofy")
+        fake.notification_faults = NotificationFaults(repeat=2)  # every one twice
+        fake.select_slot(link)  # the select URL the recipient followed, metadata and all
+        [first, again] = await fake.drain_notifications()
+    """
+
+    _notifier: NotificationSender | None = None
+    _notification_faults: NotificationFaults = NotificationFaults()
+
+    def _init_notifications(
+        self,
+        *,
+        url: str | None,
+        secrets: Sequence[str],
+        faults: NotificationFaults,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self._notification_faults = _faults(faults)
+        if url is None:
+            if transport is not None:
+                raise ConfigurationError("notification_transport needs a notification_url")
+            return
+        if not isinstance(url, str):
+            raise ConfigurationError(f"notification_url must be a str, got {type(url).__name__}")
+        # Every accepted secret signs, one entry each, as Cronofy does during a rotation.
+        self._notifier = NotificationSender(url, secrets, faults=faults, transport=transport)
+
+    @property
+    def notification_faults(self) -> NotificationFaults:
+        """How notifications are misdelivered; assign new `NotificationFaults` mid-test."""
+        return self._notification_faults
+
+    @notification_faults.setter
+    def notification_faults(self, faults: NotificationFaults) -> None:
+        self._notification_faults = _faults(faults)
+        if self._notifier is not None:
+            self._notifier.faults = faults
+
+    @property
+    def notifications(self) -> list[Delivery]:
+        """
+        Every delivery so far (a copy), in the order they finished; empty without a URL.
+
+        Each records the exact body and signature POSTed and the receiver's answer.
+        """
+        return [] if self._notifier is None else list(self._notifier.deliveries)
+
+    async def drain_notifications(self) -> list[Delivery]:
+        """
+        Wait until every notification in flight is delivered (late ones too); all so far.
+
+        A delivery that failed is recorded (`Delivery.error`), never raised.
+        """
+        return [] if self._notifier is None else await self._notifier.drain()
+
+    def _check_notification(
+        self, faults: object, captured_data: object
+    ) -> tuple[NotificationFaults | None, Mapping[str, Any] | None]:
+        """Refuse bad input, and a send that could not happen, before the fake changes."""
+        checked = None if faults is None else _faults(faults)
+        captured = _captured(captured_data)
+        if self._notifier is not None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise ConfigurationError(
+                    "the fake sends a notification when a slot is picked: call select_slot "
+                    "from async code (a running event loop)"
+                ) from None
+        return checked, captured
+
+    def _notify_time_chosen(
+        self,
+        scheduling_request: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, str],
+        captured_data: Mapping[str, Any] | None,
+        faults: NotificationFaults | None,
+    ) -> asyncio.Task[list[Delivery]] | None:
+        if self._notifier is None:
+            return None
+        body = build_notification_body(
+            scheduling_request,
+            triggered_at=datetime.now(UTC),
+            metadata=metadata,
+            captured_data=captured_data,
+        )
+        return self._notifier.send(body, faults=faults)
