@@ -149,6 +149,14 @@ async def test_each_way_to_host_and_what_the_records_say(
     assert created["b@example.com"]["selection_rule"] == RULE
     assert all(r["group_rule"] is None for r in found)
 
+    # The ids recorded are what `cronofy-async query` and `cancel` take, as docs/cli.md shows.
+    ids = [r["scheduler_request_id"] for r in found if r["outcome"] == "created"]
+    fake.select_slot(ids[0])
+    query = await cli("query", *ids, "--base-url", url, "--json")
+    assert query.status == 0, query.err
+    answers = [json.loads(line) for line in query.out.splitlines()]
+    assert [a["slot_selection"] for a in answers] == ["complete", "pending", "pending", "pending"]
+
 
 async def test_a_selection_rule_for_every_row(fake: FakeCronofy, url: str, tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "results.jsonl"
