@@ -517,6 +517,10 @@ def test_a_jsonl_without_a_host_says_so_in_its_terms(
     source.write_text('{"email": "a@example.com"}\n', encoding="utf-8")
     line = refused(capsys, tmp_path, source, "--summary", "Hi", "--scheduling")
     assert "no line has a host, selection_rule or impersonate key" in line
+    source.write_text('{"email": "a@example.com", "group_rule": "sgr_1"}\n', encoding="utf-8")
+    line = refused(capsys, tmp_path, source, "--summary", "Hi", "--scheduling")
+    assert "the 'group_rule' key names scheduler group rules" in line
+    assert "in a 'selection_rule' key instead, or remove the key" in line
 
 
 # -- rows --------------------------------------------------------------------------------------

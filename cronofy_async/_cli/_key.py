@@ -4,8 +4,8 @@ A row's resume key: what the row asks for, not where it sits in the input.
 Two rows have the same key exactly when they ask for the same invite: the same kind of request
 (a scheduler request or a scheduling request), in the same data center, to the same recipient
 (email compared case-insensitively, spaces around it ignored), hosted the same way, about the
-same summary. The display name is left out
-on purpose: a corrected spelling of someone's name is not a reason to invite them twice.
+same summary. The display name is left out on purpose: a corrected spelling of someone's name
+is not a reason to invite them twice.
 
 The key is the SHA-256 of a canonical JSON object of those fields. A field that is absent is
 left out of the object (not written as null), so a field added to the key later leaves the keys
@@ -21,7 +21,6 @@ from typing import Final
 
 __all__ = [
     "KEY_FIELDS",
-    "KINDS",
     "SCHEDULER_REQUEST",
     "SCHEDULING_REQUEST",
     "invite_key",
@@ -32,7 +31,6 @@ SCHEDULER_REQUEST: Final = "scheduler_request"
 """What a row creates by default: one ``POST /v1/scheduler_requests`` (ALPHA)."""
 SCHEDULING_REQUEST: Final = "scheduling_request"
 """What a row creates with ``--scheduling``: one ``POST /v1/scheduling_requests`` (BETA)."""
-KINDS: Final = (SCHEDULER_REQUEST, SCHEDULING_REQUEST)
 
 KEY_FIELDS: Final = (
     "kind",

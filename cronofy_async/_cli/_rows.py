@@ -246,18 +246,19 @@ def check_kind(defaults: Defaults) -> None:
 
 def _other_kinds_column(found: Survey, names: Mapping[str, str], kind: str) -> None:
     """Refuse a column that names a host the way the other kind of request does."""
+    column = "key" if found.jsonl else "column"
     for name, written in names.items():
         field = COLUMNS.get(name)
         if kind == SCHEDULING_REQUEST and field == "group_rule":
             raise InputError(
-                f"{found.path}: the '{written}' column names scheduler group rules, which "
+                f"{found.path}: the '{written}' {column} names scheduler group rules, which "
                 "scheduling requests (--scheduling) do not take: name a selection rule "
-                "(sel_...) in a 'selection_rule' column instead, or remove the column"
+                f"(sel_...) in a 'selection_rule' {column} instead, or remove the {column}"
             )
         if kind != SCHEDULING_REQUEST and field == "selection_rule":
             raise InputError(
-                f"{found.path}: the '{written}' column is for scheduling requests: add "
-                "--scheduling, or remove the column"
+                f"{found.path}: the '{written}' {column} is for scheduling requests: add "
+                f"--scheduling, or remove the {column}"
             )
 
 
