@@ -35,6 +35,15 @@ def test_the_key_derivation_is_pinned() -> None:
     assert key() == hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def test_the_key_of_a_scheduling_request_is_pinned() -> None:
+    canonical = (
+        '{"data_center":"us","email":"ada@example.com","kind":"scheduling_request",'
+        '"selection_rule":"sel_1","summary":"Intro"}'
+    )
+    pinned = hashlib.sha256(canonical.encode()).hexdigest()
+    assert key(kind="scheduling_request", host=None, selection_rule="sel_1") == pinned
+
+
 def test_what_makes_the_same_invite() -> None:
     assert key(email="  Ada@EXAMPLE.com ") == key()
     assert key(summary=" Intro ") == key()
@@ -49,6 +58,8 @@ def test_what_makes_the_same_invite() -> None:
         {"summary": "Intro call"},
         {"host": "acc_2"},
         {"host": None, "group_rule": "acc_1"},
+        {"host": None, "selection_rule": "acc_1"},
+        {"host": None, "selection_rule": "sel_1", "impersonate": "acc_1"},  # the rule hosts
         {"impersonate": "acc_2"},  # hosted by acc_1, sent as acc_2
         {"data_center": "uk"},
         {"kind": "scheduling_request"},

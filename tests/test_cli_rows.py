@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cronofy_async import NewSchedulerRequest
 from cronofy_async._cli._rows import (
     Defaults,
     InputError,
@@ -72,6 +73,7 @@ def test_a_row_that_names_a_host_ignores_the_command_lines(tmp_path: Path) -> No
     assert isinstance(second, Row)
     assert (first.invite.host, first.invite.group_rule) == (None, "sgr_1")
     assert (second.invite.host, second.invite.group_rule) == ("acc_1", None)
+    assert isinstance(first.request, NewSchedulerRequest)
     assert first.request.scheduler_group_rule is not None
 
 

@@ -1,4 +1,9 @@
-"""``cronofy-async batch``: a CSV or JSONL of recipients in, one invite each, resumable."""
+"""
+``cronofy-async batch``: a CSV or JSONL of recipients in, one invite each, resumable.
+
+Each invite is a scheduler request (ALPHA), or with ``--scheduling`` a scheduling request
+(BETA): the same rows, keys, records and guarantees, another endpoint.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,12 @@ from .._client import SECRET_ENV, AsyncSchedulerAPI
 from .._errors import BatchInputError, CronofyError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
+from .._scheduling_models import SchedulingRequest
+from .._scheduling_requests import NewSchedulingRequest
 from . import _redis_option
 from ._args import Parser, RefuseSecret
 from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, run_async
+from ._key import SCHEDULER_REQUEST, SCHEDULING_REQUEST
 from ._outcomes import (
     CREATED_BEFORE,
     DUPLICATE,
@@ -47,6 +55,7 @@ from ._rows import (
     RowError,
     Survey,
     check_columns,
+    check_kind,
     read_rows,
     survey,
 )
@@ -71,6 +80,9 @@ EXIT_INCOMPLETE: Final = 1
 # Per-row messages shown on the terminal, per outcome; the rest are counted, and in the file.
 NOTES_SHOWN: Final = 20
 
+Created = SchedulerRequest | SchedulingRequest
+"""What one row's send returns: the request it created, of the run's kind."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the batch command's options to `parser`."""
@@ -84,9 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-center", help="us, au, ca, de, sg or uk (default: us)")
     parser.add_argument("--base-url", help="send to this URL instead (a proxy, a fake server)")
+    parser.add_argument(
+        "--scheduling",
+        action="store_true",
+        help="create scheduling requests (BETA) instead of scheduler requests (ALPHA)",
+    )
     host = parser.add_mutually_exclusive_group()
     host.add_argument("--host", metavar="SUB", help="the account hosting every row's meeting")
     host.add_argument("--group-rule", metavar="ID", help="a group rule that picks each host")
+    host.add_argument(
+        "--selection-rule",
+        metavar="SUB",
+        help="with --scheduling: a selection rule (sel_...) that picks each host",
+    )
     host.add_argument("--impersonate", metavar="SUB", help="send as this account, which hosts")
     parser.add_argument("--summary", metavar="TEXT", help="event summary for rows without one")
     parser.add_argument(
@@ -270,13 +292,11 @@ class _Run:
         self.tally.counts[outcome] += 1
         self.progress.update()
 
-    def record(
-        self, result: BatchResult[Row, SchedulerRequest], stopped_by: BaseException | None
-    ) -> None:
+    def record(self, result: BatchResult[Row, Created], stopped_by: BaseException | None) -> None:
         """Write one row's outcome, the moment it is known."""
         row = result.request
         outcome = str(result.outcome)
-        created = result.scheduler_request
+        created = result.created
         error = None if result.error is None else _describe(result.error)
         if stopped_by is not None and result.error is stopped_by and self.stop is None:
             self.stop = _Stop(error=stopped_by, row=row)
@@ -294,10 +314,17 @@ class _Run:
             row.invite,
             row.key,
             error=error,
-            scheduler_request_id=created.scheduler_request_id if created else None,
+            scheduler_request_id=_created_id(created),
             select_url=created.select_url if created else None,
             attempts=result.attempts,
         )
+
+
+def _created_id(created: Created | None) -> str | None:
+    """The created request's id, whichever its kind: the records keep it in one field."""
+    if isinstance(created, SchedulingRequest):
+        return created.scheduling_request_id
+    return created.scheduler_request_id if created else None
 
 
 def _describe(error: BaseException) -> str:
@@ -307,7 +334,7 @@ def _describe(error: BaseException) -> str:
 def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], None]], Any]:
     views: dict[str | None, AsyncSchedulerAPI] = {None: api}
 
-    async def send(row: Row, on_send: Callable[[], None]) -> SchedulerRequest:
+    async def send(row: Row, on_send: Callable[[], None]) -> Created:
         impersonate = row.invite.impersonate
         view = views.get(impersonate)
         if view is None:
@@ -321,6 +348,8 @@ def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], No
                 run.sending(row)
             on_send()
 
+        if isinstance(row.request, NewSchedulingRequest):
+            return await view._create_scheduling(row.request, leaving)
         return await view._create(row.request, leaving)
 
     return send
@@ -351,10 +380,13 @@ async def run_batch(
         summary=args.summary,
         host=args.host,
         group_rule=args.group_rule,
+        selection_rule=args.selection_rule,
         impersonate=args.impersonate,
+        kind=SCHEDULING_REQUEST if args.scheduling else SCHEDULER_REQUEST,
     )
     # Everything that can be refused is refused here, before a request or a record is made.
     try:
+        check_kind(defaults)
         found = survey(args.input)
         notes = check_columns(found, defaults)
         check_concurrency(args.concurrency)
@@ -381,7 +413,7 @@ async def run_batch(
     defaults = attrs.evolve(defaults, data_center=api.data_center.value)
     results = ResultsFile(args.output)
     try:
-        history = results.open()
+        history = results.open(defaults.kind)
     except ResultsError as exc:
         await api.aclose()
         await _redis_option.aclose(limiter)
@@ -454,7 +486,7 @@ async def _go(
 
 
 @contextlib.contextmanager
-def _interrupts(stream: BatchStream[Row, SchedulerRequest], run: _Run) -> Iterator[None]:
+def _interrupts(stream: BatchStream[Row, Created], run: _Run) -> Iterator[None]:
     """
     Handle Ctrl-C (or SIGTERM): once winds down, twice abandons.
 
@@ -548,7 +580,8 @@ COMMAND: Final = Command(
     name="batch",
     help="invite every recipient of a CSV or JSONL file, resumably",
     description=(
-        "Create one scheduler request per input row. Results are appended to --output as they "
+        "Create one scheduler request per input row (with --scheduling, one scheduling request "
+        "instead; a results file holds one kind). Results are appended to --output as they "
         "come. Re-running resumes by what each row asks for (its key), not its line: a row "
         "whose invite was created is skipped, one whose outcome is unknown is not re-sent "
         "without --resend-unknown, and identical rows are sent once. The secret comes from "

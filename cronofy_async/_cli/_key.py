@@ -1,10 +1,11 @@
 """
 A row's resume key: what the row asks for, not where it sits in the input.
 
-Two rows have the same key exactly when they ask for the same invite: the same kind of request,
-in the same data center, to the same recipient (email compared case-insensitively, spaces
-around it ignored), hosted the same way, about the same summary. The display name is left out
-on purpose: a corrected spelling of someone's name is not a reason to invite them twice.
+Two rows have the same key exactly when they ask for the same invite: the same kind of request
+(a scheduler request or a scheduling request), in the same data center, to the same recipient
+(email compared case-insensitively, spaces around it ignored), hosted the same way, about the
+same summary. The display name is left out on purpose: a corrected spelling of someone's name
+is not a reason to invite them twice.
 
 The key is the SHA-256 of a canonical JSON object of those fields. A field that is absent is
 left out of the object (not written as null), so a field added to the key later leaves the keys
@@ -18,10 +19,18 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["KEY_FIELDS", "SCHEDULER_REQUEST", "invite_key", "normalize_email"]
+__all__ = [
+    "KEY_FIELDS",
+    "SCHEDULER_REQUEST",
+    "SCHEDULING_REQUEST",
+    "invite_key",
+    "normalize_email",
+]
 
 SCHEDULER_REQUEST: Final = "scheduler_request"
-"""The kind of every row today: one ``POST /v1/scheduler_requests``."""
+"""What a row creates by default: one ``POST /v1/scheduler_requests`` (ALPHA)."""
+SCHEDULING_REQUEST: Final = "scheduling_request"
+"""What a row creates with ``--scheduling``: one ``POST /v1/scheduling_requests`` (BETA)."""
 
 KEY_FIELDS: Final = (
     "kind",
@@ -29,6 +38,7 @@ KEY_FIELDS: Final = (
     "email",
     "host",
     "group_rule",
+    "selection_rule",
     "impersonate",
     "summary",
 )
@@ -47,7 +57,8 @@ def invite_key(fields: Mapping[str, str | None]) -> str:
     `fields` are the row's values after defaults are applied; ``None`` or empty means absent.
     ``impersonate`` names the account the request is sent as; when there is no ``host``, that
     account hosts, so it counts as the host: a row sent as ``acc_1`` and a row with host
-    ``acc_1`` ask for the same invite.
+    ``acc_1`` ask for the same invite. A group rule or a selection rule picks the host, so with
+    either the impersonated account stays what it is.
 
     >>> a = invite_key({"kind": "scheduler_request", "data_center": "us",
     ...                 "email": " Ada@Example.com", "host": "acc_1", "summary": "Intro"})
@@ -61,7 +72,8 @@ def invite_key(fields: Mapping[str, str | None]) -> str:
     values = {name: value.strip() for name, value in fields.items() if value and value.strip()}
     if "email" in values:
         values["email"] = normalize_email(values["email"])
-    if "host" not in values and "group_rule" not in values and "impersonate" in values:
+    picked = "host" in values or "group_rule" in values or "selection_rule" in values
+    if not picked and "impersonate" in values:
         values["host"] = values.pop("impersonate")
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # surrogatepass: half a surrogate pair (refused as a row) still gets a key; text keys unchanged.

@@ -5,6 +5,10 @@ Every record has the same fields (`FIELDS`). A row that is sent gets a ``sending
 moment its request leaves, then a record with its outcome. Rows are matched to earlier records
 by their key (what the row asks for, see `invite_key`), never by line number, so a re-run
 resumes correctly whatever was edited in the input in between.
+
+One file holds one kind of request: the records of scheduler requests, or those of scheduling
+requests (``--scheduling``). A run of the other kind is refused rather than keyed apart, since
+everyone the file lists would be invited again, by the other kind, without a word.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import IO, Any, Final
 
 import attrs
 
+from ._key import SCHEDULER_REQUEST, SCHEDULING_REQUEST
 from ._outcomes import CREATED, FAILED, NOT_SENT, SENDING, UNKNOWN
 from ._rows import Invite
 
@@ -33,6 +38,7 @@ FIELDS: Final = (
     "summary",
     "host",
     "group_rule",
+    "selection_rule",
     "impersonate",
     "data_center",
     "kind",
@@ -46,6 +52,8 @@ FIELDS: Final = (
 Every record's fields, in order; those that do not apply are null.
 
 The key comes early: should a kill cut a record short, what it was about is likely still there.
+``scheduler_request_id`` holds the id of the created request of either kind (``kind`` says
+which), so that filters written for scheduler requests keep working.
 """
 _TORN_KEY: Final = re.compile(rb'"key": "([0-9a-f]{64})"')
 
@@ -141,8 +149,30 @@ def _refuse_old(path: Path, number: int) -> ResultsError:
     )
 
 
-def load_history(path: Path) -> History:
-    """Every earlier run's records in the results file (empty if there is none)."""
+_KIND_NAMES: Final = {
+    SCHEDULER_REQUEST: "scheduler requests",
+    SCHEDULING_REQUEST: "scheduling requests (--scheduling)",
+}
+
+
+def _refuse_kind(path: Path, number: int, theirs: object, ours: str) -> ResultsError:
+    their_name = _KIND_NAMES.get(str(theirs), f"{theirs!r} requests")
+    return ResultsError(
+        f"{path}: line {number} is a record of {their_name}, and this run creates "
+        f"{_KIND_NAMES[ours]}: one results file holds one kind, or everyone it lists would be "
+        "invited again by the other kind. Give a new --output file, and first remove from "
+        "the input the people it lists as invited, listed by: jq -r 'select(.outcome == "
+        f'"created" or .outcome == "unknown" or .outcome == "sending") | .email\' {path}'
+    )
+
+
+def load_history(path: Path, kind: str | None = None) -> History:
+    """
+    Every earlier run's records in the results file (empty if there is none).
+
+    With `kind`, a record of another kind of request is refused (`ResultsError`): a record
+    without one is of the only kind there was, `SCHEDULER_REQUEST`.
+    """
     history = History()
     if not path.exists():
         return history
@@ -166,6 +196,9 @@ def load_history(path: Path) -> History:
                 )
             if "key" not in record:
                 raise _refuse_old(path, number)
+            theirs = record.get("kind") or SCHEDULER_REQUEST
+            if kind is not None and theirs != kind:
+                raise _refuse_kind(path, number, theirs, kind)
             history.add(record)
     return history
 
@@ -206,8 +239,13 @@ class ResultsFile:
         self._stream: IO[str] | None = None
         self._stack = contextlib.ExitStack()
 
-    def open(self) -> History:
-        """Open the file for this run alone and read what earlier runs recorded in it."""
+    def open(self, kind: str | None = None) -> History:
+        """
+        Open the file for this run alone and read what earlier runs recorded in it.
+
+        With `kind`, refused (`ResultsError`, the file left as it was) if earlier runs
+        recorded another kind of request in it.
+        """
         if self.path.is_dir():
             raise ResultsError(f"{self.path}: is a directory; give --output a file name")
         try:
@@ -217,7 +255,7 @@ class ResultsFile:
             raise ResultsError(f"{self.path}: cannot write it: {exc.strerror or exc}") from None
         try:
             self._stack.enter_context(_exclusive(stream, self.path))
-            history = load_history(self.path)
+            history = load_history(self.path, kind)
             if _ends_mid_line(self.path):
                 stream.write("\n")  # the last record was cut off: ours must start a line
         except BaseException:

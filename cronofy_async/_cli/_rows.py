@@ -13,7 +13,9 @@ import attrs
 
 from .._errors import CronofyError
 from .._payload import Event, GroupRule, Host, NewSchedulerRequest, Recipient
-from ._key import SCHEDULER_REQUEST, invite_key
+from .._scheduling_requests import NewSchedulingRequest
+from .._selection_rules import SelectionRule
+from ._key import SCHEDULER_REQUEST, SCHEDULING_REQUEST, invite_key
 
 __all__ = [
     "COLUMNS",
@@ -24,6 +26,7 @@ __all__ = [
     "RowError",
     "Survey",
     "check_columns",
+    "check_kind",
     "column_name",
     "read_rows",
     "survey",
@@ -39,9 +42,15 @@ COLUMNS: Final[Mapping[str, str]] = {
     "host_sub": "host",
     "group_rule": "group_rule",
     "scheduler_group_rule": "group_rule",
+    "selection_rule": "selection_rule",
     "impersonate": "impersonate",
 }
-_HOST_FIELDS: Final = ("host", "group_rule", "impersonate")
+_HOST_FIELDS: Final = ("host", "group_rule", "selection_rule", "impersonate")
+# The field that names a rule picking each host, per kind, and the option that sets it.
+_RULE: Final[Mapping[str, tuple[str, str]]] = {
+    SCHEDULER_REQUEST: ("group_rule", "--group-rule ID"),
+    SCHEDULING_REQUEST: ("selection_rule", "--selection-rule SUB"),
+}
 _BOM: Final = b"\xef\xbb\xbf"
 
 
@@ -61,6 +70,7 @@ class Defaults:
     summary: str | None = None
     host: str | None = None
     group_rule: str | None = None
+    selection_rule: str | None = None
     impersonate: str | None = None
     data_center: str = "us"
     """Where every row is sent (part of each row's key)."""
@@ -70,7 +80,7 @@ class Defaults:
     @property
     def has_host(self) -> bool:
         """Whether the command line names a host in one of the three ways."""
-        return any((self.host, self.group_rule, self.impersonate))
+        return any((self.host, self.group_rule, self.selection_rule, self.impersonate))
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +94,7 @@ class Invite:
     summary: str | None = None
     host: str | None = None
     group_rule: str | None = None
+    selection_rule: str | None = None
     impersonate: str | None = None
 
     @property
@@ -96,6 +107,7 @@ class Invite:
                 "email": self.email,
                 "host": self.host,
                 "group_rule": self.group_rule,
+                "selection_rule": self.selection_rule,
                 "impersonate": self.impersonate,
                 "summary": self.summary,
             }
@@ -109,7 +121,8 @@ class Row:
     line: int
     """Its line number in the input file, from 1 (the header of a CSV is line 1)."""
     invite: Invite
-    request: NewSchedulerRequest
+    request: NewSchedulerRequest | NewSchedulingRequest
+    """What is sent: a scheduler request, or with ``--scheduling`` a scheduling request."""
     key: str
 
 
@@ -211,12 +224,52 @@ def survey(path: Path) -> Survey:
     return Survey(path=path, jsonl=jsonl, rows=rows, columns=tuple(columns))
 
 
+def check_kind(defaults: Defaults) -> None:
+    """
+    Refuse options that name a host the way the other kind of request does.
+
+    A scheduler group rule (``--group-rule``) means nothing to a scheduling request, and a
+    selection rule (``--selection-rule``) nothing to a scheduler request.
+    """
+    if defaults.kind == SCHEDULING_REQUEST and defaults.group_rule:
+        raise InputError(
+            "--group-rule names a scheduler group rule, which scheduling requests "
+            "(--scheduling) do not take: give --selection-rule SUB, --host SUB or "
+            "--impersonate SUB"
+        )
+    if defaults.kind != SCHEDULING_REQUEST and defaults.selection_rule:
+        raise InputError(
+            "--selection-rule is for scheduling requests: add --scheduling "
+            "(scheduler requests take --group-rule ID)"
+        )
+
+
+def _other_kinds_column(found: Survey, names: Mapping[str, str], kind: str) -> None:
+    """Refuse a column that names a host the way the other kind of request does."""
+    column = "key" if found.jsonl else "column"
+    for name, written in names.items():
+        field = COLUMNS.get(name)
+        if kind == SCHEDULING_REQUEST and field == "group_rule":
+            raise InputError(
+                f"{found.path}: the '{written}' {column} names scheduler group rules, which "
+                "scheduling requests (--scheduling) do not take: name a selection rule "
+                f"(sel_...) in a 'selection_rule' {column} instead, or remove the {column}"
+            )
+        if kind != SCHEDULING_REQUEST and field == "selection_rule":
+            raise InputError(
+                f"{found.path}: the '{written}' {column} is for scheduling requests: add "
+                f"--scheduling, or remove the {column}"
+            )
+
+
 def check_columns(found: Survey, defaults: Defaults) -> list[str]:
     """
     Refuse an input no row of which could be sent; return notes on columns it ignores.
 
-    Refused: no email column; a column that is a near miss of a known one (``sumary``); no
-    summary and no host anywhere (neither a column nor an option).
+    Refused: no email column; a column that is a near miss of a known one (``sumary``); a
+    column that names a host the way the other kind of request does (``group_rule`` with
+    ``--scheduling``, ``selection_rule`` without); no summary and no host anywhere (neither a
+    column nor an option).
     """
 
     def lacks(what: str, article: str = "a") -> str:
@@ -241,12 +294,14 @@ def check_columns(found: Survey, defaults: Defaults) -> list[str]:
         written = ", ".join(found.columns) or "none"
         hint = "" if found.jsonl else "; the first line must name the columns, as in email,name"
         raise InputError(lacks("'email'", "an") + f" (found: {written}){hint}")
+    _other_kinds_column(found, names, defaults.kind)
     if "summary" not in given and defaults.summary is None:
         raise InputError(lacks("'summary'") + ", and no --summary TEXT was given")
     if not defaults.has_host and not given & set(_HOST_FIELDS):
+        rule, option = _RULE[defaults.kind]
         raise InputError(
-            f"{lacks('host, group_rule or impersonate')}, and none of --host SUB, "
-            "--group-rule ID or --impersonate SUB was given: say who hosts the meetings"
+            f"{lacks(f'host, {rule} or impersonate')}, and none of --host SUB, "
+            f"{option} or --impersonate SUB was given: say who hosts the meetings"
         )
     if unknown:
         ignored = ", ".join(names[name] for name in unknown)
@@ -277,19 +332,38 @@ def _invite(values: Mapping[str, str], defaults: Defaults) -> Invite:
     )
 
 
-def _request(invite: Invite) -> NewSchedulerRequest:
+def _request(invite: Invite) -> NewSchedulerRequest | NewSchedulingRequest:
     if invite.summary is None:
         raise ValueError("no summary: give a summary column or --summary")
-    if not any((invite.host, invite.group_rule, invite.impersonate)):
+    rule, option = _RULE[invite.kind]
+    if not any((invite.host, getattr(invite, rule), invite.impersonate)):
         raise ValueError(
-            "no host: give a host, group_rule or impersonate column, "
-            "or --host, --group-rule or --impersonate"
+            f"no host: give a host, {rule} or impersonate column, "
+            f"or --host, {option.split()[0]} or --impersonate"
         )
+    if invite.kind == SCHEDULING_REQUEST:
+        return _scheduling_request(invite, invite.summary)
     return NewSchedulerRequest(
         host=Host(sub=invite.host) if invite.host else None,
         scheduler_group_rule=GroupRule(id=invite.group_rule) if invite.group_rule else None,
         recipients=[Recipient(email=invite.email or "", display_name=invite.display_name)],
         event=Event(summary=invite.summary),
+    )
+
+
+def _scheduling_request(invite: Invite, summary: str) -> NewSchedulingRequest:
+    if invite.host and invite.selection_rule:
+        raise ValueError("give a host or a selection_rule, not both: they both pick who hosts")
+    return NewSchedulingRequest(
+        host=Host(sub=invite.host) if invite.host else None,
+        host_group=SelectionRule(sub=invite.selection_rule) if invite.selection_rule else None,
+        # The recipient picks the time, as in Cronofy's documented example.
+        recipients=[
+            Recipient(
+                email=invite.email or "", display_name=invite.display_name, slot_selector=True
+            )
+        ],
+        event=Event(summary=summary),
     )
 
 

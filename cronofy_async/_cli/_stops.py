@@ -14,6 +14,8 @@ def _hosted_by(invite: Invite) -> str:
         return f"sent as {invite.impersonate}"
     if invite.host:
         return f"host {invite.host}"
+    if invite.selection_rule:
+        return f"selection rule {invite.selection_rule}"
     return f"group rule {invite.group_rule}"
 
 

@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -114,6 +114,11 @@ class SchedulingEntry:
         """Who hosts: the host sub, the selection rule's sub or the impersonated account."""
         rule = self.host_group.get("sub") if self.host_group else None
         return self.host_sub or rule or self.impersonated
+
+    @property
+    def invite_key(self) -> tuple[str, str | None, str]:
+        """What makes two creates the same logical invite: recipient, host and summary."""
+        return (self.email.lower(), self.host, self.summary)
 
     def answer(self) -> dict[str, Any]:
         """The ``scheduling_request`` object, as a create or a query answers it."""
@@ -310,6 +315,24 @@ class FakeScheduling(FakeNotifications):
             if entry.select_url == bare:
                 return entry, link_metadata_from_url(id_or_link)
         raise ConfigurationError(f"the fake has no scheduling request with the select URL {bare!r}")
+
+    def scheduling_duplicates(
+        self, key: Callable[[SchedulingEntry], Hashable] | None = None
+    ) -> dict[Hashable, list[SchedulingEntry]]:
+        """
+        The logical scheduling requests created more than once, each with its ledger entries.
+
+        Two creates are the same invite when `key` says so; by default
+        `SchedulingEntry.invite_key` (recipient, host and summary). Cancelled ones count: a
+        cancel does not undo an invite the recipient may have seen::
+
+            assert fake.scheduling_duplicates() == {}  # nobody was invited twice
+        """
+        by_key: dict[Hashable, list[SchedulingEntry]] = {}
+        for entry in self.scheduling_requests:
+            found = key(entry) if key is not None else entry.invite_key
+            by_key.setdefault(found, []).append(entry)
+        return {k: entries for k, entries in by_key.items() if len(entries) > 1}
 
     # -- routing -------------------------------------------------------------------------------
 
