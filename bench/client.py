@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import time
@@ -118,13 +119,20 @@ async def _close(resource: Any) -> None:
         await resource.close()
 
 
-def _new_request(i: int) -> Any:
+@functools.cache
+def _builders() -> tuple[Any, Any, Any, Any]:
+    # Imported once, on first use: the raw clients' processes never import the library.
     from cronofy_async import Event, Host, NewSchedulerRequest, Recipient
 
-    return NewSchedulerRequest(
-        host=Host(sub="acc_61815034636bd5c5ce4edd"),
-        recipients=[Recipient(email=f"person{i}@example.com", display_name="Dr Emmet Brown")],
-        event=Event(summary="Driving lessons - Marty & Doc"),
+    return Event, Host, NewSchedulerRequest, Recipient
+
+
+def _new_request(i: int) -> Any:
+    event, host, new_request, recipient = _builders()
+    return new_request(
+        host=host(sub="acc_61815034636bd5c5ce4edd"),
+        recipients=[recipient(email=f"person{i}@example.com", display_name="Dr Emmet Brown")],
+        event=event(summary="Driving lessons - Marty & Doc"),
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ScheduledRecipient", "SchedulerRequest"]
+__all__ = ["ScheduledRecipient", "SchedulerRequest", "structure_scheduler_request"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -50,3 +50,55 @@ class SchedulerRequest:
         if self.primary_select_url is not None:
             return self.primary_select_url
         return self.recipients[0].select_url if self.recipients else None
+
+
+_MISSING: Any = object()
+
+
+def _field(data: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
+    value = data.get(key, _MISSING)
+    if value is _MISSING or (value is None and not required):
+        if required:
+            raise TypeError(f"required field missing @ {path}.{key}")
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__} @ {path}.{key}")
+    return value
+
+
+def _recipient(data: object, path: str) -> ScheduledRecipient:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected an object, got {type(data).__name__} @ {path}")
+    return ScheduledRecipient(
+        email=_field(data, "email", path, required=True),  # type: ignore[arg-type]
+        display_name=_field(data, "display_name", path),
+        select_url=_field(data, "select_url", path),
+        raw=data,
+    )
+
+
+def structure_scheduler_request(data: object) -> SchedulerRequest:
+    """
+    Parse the ``scheduler_request`` object Cronofy answers a create with.
+
+    Tolerant of fields it does not model (kept in ``raw``); raises ``TypeError`` naming a
+    documented field that is missing or of the wrong type. Written by hand rather than with
+    cattrs: it runs once per create, and the generated structure plus ``raw`` cost twice as much.
+    """
+    path = "scheduler_request"
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{path} is malformed: expected an object, got {type(data).__name__}")
+    request_id = _field(data, "scheduler_request_id", path, required=True)
+    recipients = data.get("recipients")
+    if recipients is None:
+        recipients = ()
+    elif not isinstance(recipients, list | tuple):
+        raise TypeError(f"expected a list, got {type(recipients).__name__} @ {path}.recipients")
+    return SchedulerRequest(
+        scheduler_request_id=request_id,  # type: ignore[arg-type]
+        recipients=tuple(
+            _recipient(item, f"{path}.recipients[{i}]") for i, item in enumerate(recipients)
+        ),
+        primary_select_url=_field(data, "primary_select_url", path),
+        raw=data,
+    )

@@ -13,9 +13,9 @@ from typing import Final
 
 import httpx
 
-from ._converter import structure_scheduler_request, unstructure_payload
+from ._converter import unstructure_payload
 from ._errors import PayloadError
-from ._models import SchedulerRequest
+from ._models import SchedulerRequest, structure_scheduler_request
 from ._operation import Operation, json_body, read_json
 from ._payload import NewSchedulerRequest, check_host_mode, check_impersonation_sub
 from ._secret import ClientSecret
