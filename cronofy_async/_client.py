@@ -609,7 +609,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         headers, raw_headers = self._headers[operation.body is not None]
         method, body, read = operation.method, operation.body, operation.read
         mutates = operation.mutates
-        client_timeout = fast.timeout(shared.timeout.as_dict())
+        client_timeout = fast.timeout(shared.extensions["timeout"])  # type: ignore[arg-type]
 
         def request() -> httpx.Request:
             return httpx.Request(
