@@ -185,9 +185,25 @@ class _Item(Generic[Q, M]):
     sent: int = 0
     stopped: bool = False
     """The batch stopped while this item waited to go out: its cancellation is the batch's."""
+    on_wire: bool = False
+    """An attempt of it went out and has not failed yet."""
+    maybe_processed: bool = False
+    """A failed attempt of it may have been processed: it may exist."""
 
-    def on_send(self) -> None:
+    def __call__(self) -> None:
+        """Its bytes go out now (the pipeline's `on_send`)."""
         self.sent += 1
+        self.on_wire = True
+
+    def settled(self, maybe_processed: bool) -> None:
+        """An attempt failed; waiting for a retry is not being on the wire."""
+        self.on_wire = False
+        self.maybe_processed = self.maybe_processed or maybe_processed
+
+    @property
+    def unsent_outcome(self) -> Outcome:
+        """What it amounts to if it stops here, before any further send."""
+        return Outcome.UNKNOWN if self.on_wire or self.maybe_processed else Outcome.NOT_SENT
 
     def result(self, outcome: Outcome, **fields: Any) -> BatchResult[Q, M]:
         return BatchResult(index=self.index, request=self.request, outcome=outcome, **fields)
@@ -255,7 +271,7 @@ class BatchStream(Generic[Q, M]):
         self._read = 0
         self._yielded = 0
         self._reading = True
-        self._source_error: Exception | None = None
+        self._source_error: BaseException | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -307,6 +323,13 @@ class BatchStream(Generic[Q, M]):
                 except Exception as error:  # the input's own failure, raised at the end
                     self._source_error = error
                     return
+                except asyncio.CancelledError as error:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # the batch is cancelling its reader
+                    # The input's own: it awaited something cancelled. Not an end of input.
+                    self._source_error = error
+                    return
                 item: _Item[Q, M] = _Item(self._read, request)
                 self._read += 1
                 if self.stopped_by is not None:
@@ -336,11 +359,11 @@ class BatchStream(Generic[Q, M]):
                 continue
             self._busy[me] = item
             try:
-                created = await self._send(item.request, item.on_send)
+                created = await self._send(item.request, item)
             except asyncio.CancelledError:
                 if not item.stopped or me.uncancel() > 0:
                     raise  # the batch itself is cancelled: the item is left for _abandon
-                result = item.result(Outcome.NOT_SENT, error=self.stopped_by, attempts=item.sent)
+                result = item.result(item.unsent_outcome, error=self.stopped_by, attempts=item.sent)
             except Exception as error:
                 outcome = outcome_of(error, sent=item.sent)
                 result = item.result(outcome, error=error, attempts=item.sent)
@@ -350,12 +373,17 @@ class BatchStream(Generic[Q, M]):
             if isinstance(result.error, _FATAL) and self.stopped_by is None:
                 self.stopped_by = result.error
                 self._cancel_unsent()
+                if self._reader is not None and isinstance(self._requests, AsyncIterable):
+                    # An async input may be slow or endless: the stop does not wait for it, and
+                    # what it has not given yet stays there. A plain iterable is still read to
+                    # its end, every item reported NOT_SENT, which costs no waiting.
+                    self._reader.cancel()
             self._done.put_nowait(result)
 
     def _cancel_unsent(self) -> None:
         """Cancel every item whose bytes have not gone out: it waits for pacing or a slot."""
         for worker, item in self._busy.items():
-            if item.sent == 0 and not item.stopped:
+            if not item.on_wire and not item.stopped:  # waiting for pacing, a slot or a retry
                 item.stopped = True
                 worker.cancel()
 
@@ -405,13 +433,16 @@ class BatchStream(Generic[Q, M]):
             item = self._todo.get_nowait()
             left.append(item.result(Outcome.NOT_SENT, error=asyncio.CancelledError()))
         for item in self._busy.values():  # cancelled on their way out, or already out
-            outcome = Outcome.UNKNOWN if item.sent else Outcome.NOT_SENT
-            left.append(item.result(outcome, error=asyncio.CancelledError(), attempts=item.sent))
+            left.append(
+                item.result(item.unsent_outcome, error=asyncio.CancelledError(), attempts=item.sent)
+            )
         self._busy.clear()
         self.unfinished.extend(sorted(left, key=lambda result: result.index))
 
 
-def _input_failed(cause: Exception, read: int, report: BatchReport[Q, M] | None) -> BatchInputError:
+def _input_failed(
+    cause: BaseException, read: int, report: BatchReport[Q, M] | None
+) -> BatchInputError:
     where = "are in its report" if report is not None else "were yielded before this error"
     return BatchInputError(
         f"the batch's input raised {type(cause).__name__} after {read} items ({cause}); "

@@ -8,7 +8,7 @@ import os
 import random
 import re
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
@@ -578,10 +578,10 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             )
         read, mutates = operation.read, operation.mutates
 
-        async def attempt(ready: Callable[[], None]) -> T:
+        async def attempt(ready: Callable[[], Awaitable[None]]) -> T:
             try:
                 async with shared.in_flight.hold():
-                    ready()  # counts as sent from here: nothing awaited before the send
+                    await ready()  # paced, and counted as sent: nothing awaited before the send
                     if direct is not None:
                         response = await direct.handle_async_request(http_request)
                         response.request = http_request
@@ -616,10 +616,10 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 method, url, content=body, headers=headers, extensions=shared.extensions
             )
 
-        async def attempt(ready: Callable[[], None]) -> T:
+        async def attempt(ready: Callable[[], Awaitable[None]]) -> T:
             try:
                 async with shared.in_flight.hold():
-                    ready()  # counts as sent from here: nothing awaited before the send
+                    await ready()  # paced, and counted as sent: nothing awaited before the send
                     status, reason, raw, content = await fast.send_raw(
                         method, url_text, raw_headers, body, client_timeout, request
                     )

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
@@ -152,14 +152,30 @@ class _Paused(Exception):  # noqa: N818 - a signal inside the loop, never raised
     """A 429 paused every request while this one waited for pacing or a slot: wait it out."""
 
 
-Attempt = Callable[[Callable[[], None]], Awaitable[T]]
+Attempt = Callable[[Callable[[], Awaitable[None]]], Awaitable[T]]
 """
 One send and parse: ``attempt(ready)``.
 
-The attempt calls ``ready()`` once it holds everything it waits for (an in-flight slot),
-immediately before the bytes go out, with no ``await`` in between: that call is the moment the
-request counts as sent. ``ready()`` raises instead if a 429 pause began meanwhile.
+The attempt awaits ``ready()`` once it holds its in-flight slot, immediately before the bytes
+go out, with no ``await`` between its return and the send. ``ready()`` waits for pacing (after
+the slot, so that the moment a request is admitted is the moment it leaves: admitted requests
+never bunch up behind a slow one), then counts the request as sent; it raises instead if a
+429 pause began meanwhile.
 """
+
+
+class SendWatcher(Protocol):
+    """
+    What `on_send` may also be: told when each attempt settles.
+
+    ``settled(maybe_processed)`` follows every failed attempt, with whether it may have been
+    processed, so that a batch knows an item waiting to be retried after a 429 is not on the
+    wire (a stop may cancel it), and whether it may exist.
+    """
+
+    def __call__(self) -> None: ...
+
+    def settled(self, maybe_processed: bool) -> None: ...
 
 
 async def run_with_retries(
@@ -178,19 +194,23 @@ async def run_with_retries(
     """
     Run `attempt` (one send and parse) until it succeeds or must not be retried.
 
-    Before every send: wait out any 429 pause, then a slot from the limiter, then whatever the
-    attempt waits for (an in-flight slot); then the pause is checked once more, and `on_send`
-    called, right before the bytes go out. A request cancelled at any earlier point was never
-    sent. The error raised at the end records how many sends were made in its ``attempts``,
-    and says ``outcome_unknown=True`` if *any* attempt may have been processed (for an
-    operation that `mutates`; for one that does not, never).
+    Before every send: wait out any 429 pause, then whatever the attempt waits for (an
+    in-flight slot), then a slot from the limiter; then the pause is checked once more, and
+    `on_send` called, right before the bytes go out. A request cancelled at any earlier
+    point was never sent. The error raised at the end records how many sends were made in
+    its ``attempts``, and says ``outcome_unknown=True`` if *any* attempt may have been
+    processed (for an operation that `mutates`; for one that does not, never).
     """
     start = clock.monotonic()
     sent = 0
     maybe_processed = False
 
-    def ready() -> None:
+    settled = getattr(on_send, "settled", None)
+
+    async def ready() -> None:
         nonlocal sent
+        if limiter is not None:
+            await limiter.acquire()
         # A 429 that arrived while this request waited for pacing or a slot holds it too.
         if gate.remaining() > 0:
             raise _Paused
@@ -202,13 +222,13 @@ async def run_with_retries(
         if gate.remaining() > policy.max_retry_after:
             raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
         await gate.wait()
-        if limiter is not None:
-            await limiter.acquire()
         try:
             return await attempt(ready)
         except _Paused:
             continue  # wait the pause out (and for pacing again), as if it had come first
         except APIError as error:
+            if settled is not None:
+                settled(error.outcome_unknown)
             error.attempts = sent
             reason = retry_reason(error, policy, idempotent=idempotent)
             maybe_processed = maybe_processed or error.outcome_unknown
