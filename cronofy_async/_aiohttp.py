@@ -54,6 +54,11 @@ def _map_error(error: BaseException, request: httpx.Request) -> httpx.TransportE
             return httpx.ReadError(message, request=request)
 
 
+def _reason_bytes(reason: str) -> bytes:
+    # aiohttp decodes the status line's reason with surrogateescape: its bytes may be anything.
+    return reason.encode("utf-8", "surrogateescape")
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """
     Send httpx requests with one ``aiohttp.ClientSession`` of at most `limit` connections.
@@ -148,7 +153,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             try:
                 content = decode_content(content, encoding)
             except httpx.DecodingError as error:
-                head = bodiless(status, raw, reason.encode(), request())
+                head = bodiless(status, raw, _reason_bytes(reason), request())
                 raise UndecodableBody(head, encoding, error) from None
             raw = tuple(pair for pair in raw if pair[0].lower() != b"content-encoding")
         return status, reason, raw, content
@@ -162,7 +167,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             status,
             headers=[(k, v) for k, v in raw if k.lower() != b"content-length"],
             content=content,
-            extensions={"reason_phrase": reason.encode(), "http_version": b"HTTP/1.1"},
+            extensions={"reason_phrase": _reason_bytes(reason), "http_version": b"HTTP/1.1"},
         )
         response.request = request
         return response
@@ -192,7 +197,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             status,
             headers=[(k, v) for k, v in raw if k.lower() not in _SKIP],
             stream=httpx.ByteStream(content),
-            extensions={"reason_phrase": reason.encode(), "http_version": b"HTTP/1.1"},
+            extensions={"reason_phrase": _reason_bytes(reason), "http_version": b"HTTP/1.1"},
             request=request,
         )
 

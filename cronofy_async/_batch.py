@@ -467,7 +467,7 @@ async def collect(stream: BatchStream[Q, M]) -> BatchReport[Q, M]:
     except BatchInputError as error:
         results.sort(key=lambda result: result.index)
         cause = error.__cause__
-        assert isinstance(cause, Exception)  # noqa: S101 - the stream always chains it
+        assert cause is not None  # noqa: S101 - the stream always chains it
         raise _input_failed(cause, error.read, BatchReport(results=tuple(results))) from cause
     results.sort(key=lambda result: result.index)
     return BatchReport(results=tuple(results))

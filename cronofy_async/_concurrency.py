@@ -22,6 +22,7 @@ class InFlightLimit:
         self.limit = limit
         self._held = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def held(self) -> int:
@@ -35,8 +36,16 @@ class InFlightLimit:
     async def __aenter__(self) -> None:
         # A class, not an asynccontextmanager: this runs on every request, and the generator
         # machinery cost more than the bookkeeping itself.
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None and self._loop.is_closed():
+                # Holders and waiters of a loop closed under them will never leave: their
+                # places are free again, or the next loop would wait for them forever.
+                self._held = 0
+                self._waiters.clear()
+            self._loop = loop
         if self._held >= self.limit or self._waiters:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter  # the releaser handed its place over to us

@@ -21,7 +21,7 @@ import httpx
 
 from ._errors import PayloadError
 from ._operation import Calls, Operation, _malformed, json_body
-from ._payload import _EMAIL, _check_id
+from ._payload import _EMAIL, _check_id, _require_str
 from ._scheduling_models import ModelError, _mapping, _opt
 from ._secret import ClientSecret
 
@@ -82,6 +82,10 @@ def _validate_rule_sub(_inst: object, _attr: attrs.Attribute[Any], value: object
 
 
 def _to_members(value: Iterable[SelectionRuleMember]) -> tuple[SelectionRuleMember, ...]:
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise PayloadError(
+            "members", f"must be a list of SelectionRuleMember, got {type(value).__name__}"
+        )
     members = tuple(value)
     for index, member in enumerate(members):
         if not isinstance(member, SelectionRuleMember):
@@ -254,11 +258,10 @@ def _object(
 
 def check_email(field: str, value: object) -> str:
     """Refuse what is not an email address (the same loose rule as a recipient's)."""
-    if not isinstance(value, str):
-        raise PayloadError(field, f"must be a string, got {type(value).__name__}")
-    if not _EMAIL.fullmatch(value):
-        raise PayloadError(field, f"{value!r} is not a valid email address")
-    return value
+    text = _require_str(field, value)
+    if not _EMAIL.fullmatch(text):
+        raise PayloadError(field, f"{text!r} is not a valid email address")
+    return text
 
 
 def _emails(field: str, values: Iterable[str]) -> list[str]:
@@ -288,7 +291,7 @@ def update_body(
     """The ``PATCH`` body: only what changes; refuses an update that changes nothing."""
     body: dict[str, Any] = {}
     if name is not None:
-        if not isinstance(name, str) or not name.strip():
+        if not _require_str("name", name).strip():
             raise PayloadError("name", f"must be a non-blank string, got {name!r}")
         body["name"] = name
     if required is not None:
