@@ -344,7 +344,33 @@ async def test_the_demo_exits_0(tmp_path: Path) -> None:
         "The fake created 80 scheduler requests for 80 rows; invites created twice: 0"
         in out.getvalue()
     )
-    assert outcomes_of(records(tmp_path / "results.jsonl")) == {"created": 80}
+    assert outcomes_of(records(tmp_path / "demo-results.jsonl")) == {"created": 80}
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@pytest.mark.real_time
+async def test_the_demo_leaves_the_users_files_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = {"results.jsonl": '{"outcome": "created"}\n', "recipients.csv": "email\nvip@x.com\n"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    demo = argparse.Namespace(rows=3, workdir=tmp_path, plain=True)
+    assert await run_demo(demo, out=io.StringIO()) == 0
+    assert {name: (tmp_path / name).read_text(encoding="utf-8") for name in mine} == mine
+    assert outcomes_of(records(tmp_path / "demo-results.jsonl")) == {"created": 3}
+    kept = _contents(tmp_path)
+    # A second demo in the same place would read (or append to) the first one's files: it
+    # refuses, in one line, and changes nothing.
+    capsys.readouterr()
+    assert await run_demo(demo, out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "demo-recipients.csv already exists" in err
+    assert _contents(tmp_path) == kept
 
 
 async def test_the_data_center_is_part_of_the_key_and_the_base_url_is_not(
