@@ -103,6 +103,28 @@ async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
     assert fake.created_count == 3
 
 
+async def test_a_host_also_impersonated_is_the_same_invite(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["ada@example.com,acc_1,acc_1", "ada@example.com,acc_1,", "ada@example.com,acc_1,acc_2"],
+        header="email,host,impersonate",
+    )
+    output = tmp_path / "out.jsonl"
+    status, _, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    assert final_states(output) == {2: "created", 3: "duplicate", 4: "duplicate"}
+    assert "line 3: the same invite as line 2 (ada@example.com)" in err
+    assert fake.created_count == 1
+    # Next week, the impersonate column dropped: still the same invite, not sent again.
+    write_csv(source, ["ada@example.com,acc_1"], header="email,host")
+    status, _, _ = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    assert outcomes_of(last_run(output)) == {"created_before": 1}
+    assert fake.created_count == 1
+
+
 async def test_jsonl_with_per_row_hosts(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
     lines = [
         {"email": "a@example.com", "summary": "One", "host": "acc_1"},

@@ -585,8 +585,8 @@ def test_the_kind_and_the_rule_make_another_key(tmp_path: Path) -> None:
     assert key(host="acc_1") != key(host="acc_1", **scheduling)
     assert key(host="acc_1", **scheduling) == key(impersonate="acc_1", **scheduling)
     assert key(selection_rule="acc_1", **scheduling) != key(host="acc_1", **scheduling)
-    # With a rule picking the host, the account sent as is not the host.
-    assert key(selection_rule=RULE, impersonate="acc_1", **scheduling) != key(
+    # With a rule picking the host, the account sent as is not the host, nor part of the key.
+    assert key(selection_rule=RULE, impersonate="acc_1", **scheduling) == key(
         selection_rule=RULE, **scheduling
     )
 
