@@ -304,10 +304,9 @@ async def test_a_403_names_the_account(fake: FakeCronofy, url: str, tmp_path: Pa
         batch_args(*argv(source, tmp_path / "o.jsonl", url, "--concurrency", "1")[1:])
     )
     assert status == 1
-    assert "stopped: Cronofy answered 403 to line 1" in err
-    assert "(sent as acc_9): the account is not a member" in err
-    assert summary_counts(out) == {"failed": 1, "not_sent": 1}
-    assert fake.scheduling_requests == []
+    assert "line 1: failed: Cronofy answered 403 to a request sent as acc_9: the account" in err
+    assert summary_counts(out) == {"failed": 1, "created": 1}
+    assert [e.email for e in fake.scheduling_requests] == ["b@example.com"]
 
 
 def test_a_403_for_a_selection_rule_names_the_rule() -> None:

@@ -15,13 +15,22 @@ import httpx
 import pytest
 from rich.console import Console
 
-from cronofy_async import AuthenticationError, PaymentRequiredError, PermissionDeniedError
+from cronofy_async import (
+    APIStatusError,
+    AuthenticationError,
+    Event,
+    Host,
+    NewSchedulerRequest,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    Recipient,
+)
 from cronofy_async._cli._batch_command import NOTES_SHOWN, run_batch
 from cronofy_async._cli._command import run_async
 from cronofy_async._cli._outcomes import Tally
 from cronofy_async._cli._progress import PlainProgress, RichProgress, make_progress
-from cronofy_async._cli._rows import Invite
-from cronofy_async._cli._stops import explain_stop
+from cronofy_async._cli._rows import Defaults, Invite, Row
+from cronofy_async._cli._stops import explain_stop, stops_batch
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .cli_support import (
@@ -35,6 +44,10 @@ from .cli_support import (
     run,
     summary_counts,
     write_csv,
+)
+
+_REQUEST = NewSchedulerRequest(
+    host=Host(sub="acc_1"), recipients=[Recipient(email="a@x.com")], event=Event(summary="S")
 )
 
 
@@ -90,11 +103,51 @@ async def test_a_403_names_the_account_and_what_to_check(
     source = tmp_path / "in.jsonl"
     lines = [{"email": "a@example.com", "impersonate": "acc_9"}, {"email": "b@example.com"}]
     source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    argv = common(source, tmp_path / "out.jsonl", base_url, "--concurrency", "1")
-    status, _, err = await run(batch_args(*argv))
+    output = tmp_path / "out.jsonl"
+    argv = common(source, output, base_url, "--concurrency", "1")
+    status, out, err = await run(batch_args(*argv))
+    # The row's account is not the application's to use: that row's problem, not the batch's.
     assert status == 1
-    assert "stopped: Cronofy answered 403 to line 1" in err
-    assert "The application may not do this (sent as acc_9): the account is not a member" in err
+    assert "stopped:" not in err
+    says = (
+        "Cronofy answered 403 to a request sent as acc_9: the account is not a member of the "
+        "application's Organizational Unit, or the application lacks a permission; check the "
+        "row's impersonate value"
+    )
+    assert f"line 1: failed: {says}" in err
+    assert summary_counts(out) == {"created": 1, "failed": 1}
+    assert [(r["line"], r["error"]) for r in records(output) if r["outcome"] == "failed"] == [
+        (1, says)
+    ]
+    # A re-run sends the failed row again, and only it: no loop, no duplicate.
+    status, out, _ = await run(batch_args(*argv))
+    assert (status, summary_counts(out)) == (1, {"created_before": 1, "failed": 1})
+    assert fake.created_count == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "impersonate", "stops"),
+    [
+        (AuthenticationError, "acc_9", True),
+        (PaymentRequiredError, "acc_9", True),
+        (PermissionDeniedError, "acc_9", False),  # the row's own account
+        (PermissionDeniedError, None, True),  # the application's own 403
+        (PermissionDeniedError, "acc_cli", True),  # --impersonate: every row's account
+        (ValueError, None, False),
+    ],
+)
+def test_what_stops_the_batch(error: type[Exception], impersonate: str | None, stops: bool) -> None:
+    response = httpx.Response(403, request=httpx.Request("POST", "https://x/"))
+    failure = (
+        error("Cronofy answered", response=response, outcome_unknown=False)
+        if issubclass(error, APIStatusError)
+        else error("x")
+    )
+    invite = Invite(
+        kind="scheduler_request", data_center="us", email="a@x.com", impersonate=impersonate
+    )
+    row = Row(line=2, invite=invite, request=_REQUEST, key="k")
+    assert stops_batch(Defaults(impersonate="acc_cli"))(row, failure) is stops
 
 
 def _error(kind: type[AuthenticationError], status: int) -> AuthenticationError:

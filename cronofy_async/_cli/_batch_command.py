@@ -23,7 +23,7 @@ import attrs
 
 from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream, check_concurrency
 from .._client import SECRET_ENV, AsyncSchedulerAPI
-from .._errors import BatchInputError, CronofyError
+from .._errors import BatchInputError, CronofyError, PermissionDeniedError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
 from .._scheduling_models import SchedulingRequest
@@ -59,7 +59,7 @@ from ._rows import (
     read_rows,
     survey,
 )
-from ._stops import explain_stop
+from ._stops import explain_refused, explain_stop, stops_batch
 from ._streams import stderr as _stderr
 from ._streams import stdout as _stdout
 
@@ -300,6 +300,8 @@ class _Run:
         error = None if result.error is None else _describe(result.error)
         if stopped_by is not None and result.error is stopped_by and self.stop is None:
             self.stop = _Stop(error=stopped_by, row=row)
+        elif isinstance(result.error, PermissionDeniedError) and row.invite.impersonate:
+            error = explain_refused(row.invite)  # the row's account is not the application's
         elif outcome == NOT_SENT and self.stop is not None:
             error = f"not sent: the batch stopped at line {self.stop.row.line} ({error})"
         elif outcome == NOT_SENT and error is None:
@@ -456,7 +458,13 @@ async def _go(
     progress = make_progress(err, plain=args.plain)
     run = _Run(args, found, defaults, history, results, progress)
     rows: Iterator[Any] = run.rows()  # the stream carries our rows, sent by _sender
-    stream = BatchStream(api, rows, concurrency=args.concurrency, send=_sender(api, run))
+    stream = BatchStream(
+        api,
+        rows,
+        concurrency=args.concurrency,
+        send=_sender(api, run),
+        stops_batch=stops_batch(defaults),
+    )
     progress.start(run.tally)
     try:
         with _interrupts(stream, run):
