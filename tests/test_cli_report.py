@@ -10,6 +10,7 @@ import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -291,6 +292,48 @@ def test_ctrl_c_outside_the_batch_is_130() -> None:
         raise KeyboardInterrupt
 
     assert run_async(interrupted()) == 130
+
+
+class _TinyDisk(io.FileIO):
+    """A file on a disk with room for `room` bytes; then every write fails, as ENOSPC does."""
+
+    room = 6000
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+@pytest.mark.real_time
+async def test_a_disk_that_fills_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=0.1))
+    source, output = write_csv(tmp_path / "in.csv", people(40)), tmp_path / "out.jsonl"
+    opened = Path.open
+
+    def open_(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self != output or "a" not in mode:
+            return opened(self, mode, *args, **kwargs)
+        # Buffered like a real file: what a failed flush leaves is flushed again on close.
+        return io.TextIOWrapper(io.BufferedWriter(_TinyDisk(self, "a")), encoding="utf-8")
+
+    monkeypatch.setattr(Path, "open", open_)
+    async with fake.serve() as url:
+        argv = common(source, output, url, "--concurrency", "5")
+        status, out, err = await run(batch_args(*argv))  # no second error from the close
+        workers = [t for t in asyncio.all_tasks() if "_work" in repr(t.get_coro())]
+    assert status == 1
+    assert err.count(f"stopped: cannot write {output}: No space left on device") == 1
+    assert workers == []  # the batch was closed: nothing is still in flight or sent later
+    counts = summary_counts(out)
+    # Every row that was sent is counted for what it may be, never as "never read".
+    assert counts.get("created", 0) + counts.get("unknown", 0) >= fake.received > 0
+    assert sum(counts.values()) == 40
+    # Rows whose request left are created, or may be: none failed, none was never read.
+    assert f"requests sent in this run: {counts['created'] + counts.get('unknown', 0)}" in out
+    assert "second interrupt" not in err  # abandoned because of the disk, and said so
+    assert "unknown: abandoned in flight: the results file cannot be written (No space" in err
+    assert ": not sent: the results file cannot be written (No space left" in err
 
 
 async def test_a_results_file_that_cannot_be_written_any_more(

@@ -277,19 +277,22 @@ class _Run:
         If this process dies with it in flight (a crash, a kill), a re-run knows the invite may
         exist and does not send it blindly again.
         """
-        self.tally.sent += 1
+        if self.results.failed is not None:
+            raise self.results.failed  # nothing leaves that could not be written ahead
         record = make_record(
             run=self.id, line=row.line, outcome=SENDING, invite=row.invite, key=row.key
         )
         self.results.write(record)
+        self.tally.sent += 1
 
     def _record(
         self, line: int, outcome: str, invite: Invite, key: str | None, **more: Any
     ) -> None:
+        # Counted first: a row whose record cannot be written (a full disk) still ended so.
+        self.tally.counts[outcome] += 1
         self.results.write(
             make_record(run=self.id, line=line, outcome=outcome, invite=invite, key=key, **more)
         )
-        self.tally.counts[outcome] += 1
         self.progress.update()
 
     def record(self, result: BatchResult[Row, Created], stopped_by: BaseException | None) -> None:
@@ -302,6 +305,10 @@ class _Run:
             self.stop = _Stop(error=stopped_by, row=row)
         elif isinstance(result.error, PermissionDeniedError) and row.invite.impersonate:
             error = explain_refused(row.invite)  # the row's account is not the application's
+        elif (failed := self.results.failed) is not None and (
+            result.error is failed or isinstance(result.error, asyncio.CancelledError | None)
+        ):
+            error = _cannot_write(outcome, failed)
         elif outcome == NOT_SENT and self.stop is not None:
             error = f"not sent: the batch stopped at line {self.stop.row.line} ({error})"
         elif outcome == NOT_SENT and error is None:
@@ -320,6 +327,26 @@ class _Run:
             select_url=created.select_url if created else None,
             attempts=result.attempts,
         )
+        if self.results.failed is not None:
+            raise self.results.failed  # an earlier write failed: the run cannot go on
+
+    def record_unfinished(
+        self, result: BatchResult[Row, Created], stopped_by: BaseException | None
+    ) -> None:
+        """Record a row left in flight, as far as the results file still can be written."""
+        try:
+            self.record(result, stopped_by)
+        except OSError:
+            if self.results.failed is None:
+                raise
+
+
+def _cannot_write(outcome: str, error: OSError) -> str:
+    """Why a row ended so when the results file could not be written (a full disk)."""
+    why = f"the results file cannot be written ({error.strerror or error})"
+    if outcome == UNKNOWN:
+        return f"abandoned in flight: {why}: may exist"
+    return f"not sent: {why}"
 
 
 def _created_id(created: Created | None) -> str | None:
@@ -471,10 +498,17 @@ async def _go(
             try:
                 async for result in stream:
                     run.record(result, stream.stopped_by)
+            except OSError:
+                # The results file cannot be written (a full disk): nothing more may be sent,
+                # and what is in flight is cancelled, to be recorded as far as possible.
+                await stream.aclose()
+                raise
             finally:
                 for result in stream.unfinished:
-                    run.record(result, stream.stopped_by)
+                    run.record_unfinished(result, stream.stopped_by)
     except BatchInputError as exc:  # the rows read before it were sent and recorded
+        if run.results.failed is not None:
+            raise run.results.failed from None  # it was recording a skipped row that failed
         err.write(f"cronofy-async batch: stopped: {exc}\n")
     except asyncio.CancelledError:
         if not run.abandoned:
