@@ -29,7 +29,7 @@ from .._ratelimit import RateLimit
 from .._scheduling_models import SchedulingRequest
 from .._scheduling_requests import NewSchedulingRequest
 from . import _redis_option
-from ._args import Parser, RefuseSecret
+from ._args import Parser, RefuseSecret, SecretFileError, read_secret_file, scrub
 from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, run_async
 from ._key import SCHEDULER_REQUEST, SCHEDULING_REQUEST
 from ._outcomes import (
@@ -145,10 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _secret(args: argparse.Namespace) -> str:
     if args.client_secret_file is not None:
         try:
-            return str(args.client_secret_file.read_text(encoding="utf-8")).strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise InputError(f"--client-secret-file {args.client_secret_file}: {reason}") from None
+            return read_secret_file(args.client_secret_file)
+        except SecretFileError as exc:
+            raise InputError(str(exc)) from None
     secret = os.environ.get(SECRET_ENV, "").strip()
     if not secret:
         raise InputError(
@@ -438,7 +437,7 @@ async def run_batch(
             await _redis_option.aclose(limiter)
             raise
     except (InputError, CronofyError) as exc:
-        return _refuse(err, str(exc))
+        return _refuse(err, scrub(str(exc), args))
     defaults = attrs.evolve(defaults, data_center=api.data_center.value)
     results = ResultsFile(args.output)
     try:
@@ -446,7 +445,7 @@ async def run_batch(
     except ResultsError as exc:
         await api.aclose()
         await _redis_option.aclose(limiter)
-        return _refuse(err, str(exc))
+        return _refuse(err, scrub(str(exc), args))
     try:
         return await _go(args, api, found, defaults, history, results, notes, out, err)
     except OSError as exc:  # the results file could not be written any more (a full disk)
