@@ -28,13 +28,14 @@ from cronofy_async import (
 )
 from cronofy_async._cli._batch_command import NOTES_SHOWN, run_batch
 from cronofy_async._cli._command import run_async
-from cronofy_async._cli._outcomes import Tally
+from cronofy_async._cli._outcomes import ROW_OUTCOMES, Tally
 from cronofy_async._cli._progress import PlainProgress, RichProgress, make_progress
 from cronofy_async._cli._rows import Defaults, Invite, Row
 from cronofy_async._cli._stops import explain_stop, stops_batch
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .cli_support import (
+    ROOT,
     SECRET,
     batch_args,
     common,
@@ -334,6 +335,20 @@ async def test_a_disk_that_fills_up(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "second interrupt" not in err  # abandoned because of the disk, and said so
     assert "unknown: abandoned in flight: the results file cannot be written (No space" in err
     assert ": not sent: the results file cannot be written (No space left" in err
+
+
+async def test_the_summary_fits_80_columns_and_the_docs_show_it(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source, output = write_csv(tmp_path / "in.csv", people(2)), tmp_path / "out.jsonl"
+    status, out, _ = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    table = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(table) == 1 + len(ROW_OUTCOMES) + 2
+    assert max(len(line) for line in table) <= 80
+    docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for outcome, label in ROW_OUTCOMES.items():
+        assert re.search(rf"^  {outcome} +{re.escape(label)} +\d+$", docs, re.MULTILINE), label
 
 
 async def test_a_results_file_that_cannot_be_written_any_more(

@@ -62,7 +62,8 @@ def test_csv_rows(tmp_path: Path) -> None:
     assert isinstance(first, Row)
     assert isinstance(second, Row)
     assert (first.line, first.invite.display_name, first.invite.summary) == (2, None, "Hi")
-    assert (second.line, second.invite.display_name) == (5, "Bob\n Smith")
+    # A record over two lines is named by the line it starts on, where an editor shows it.
+    assert (second.line, second.invite.display_name) == (4, "Bob\n Smith")
 
 
 def test_a_row_that_names_a_host_ignores_the_command_lines(tmp_path: Path) -> None:

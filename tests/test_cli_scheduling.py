@@ -279,7 +279,7 @@ async def test_the_secret_may_come_from_a_file(
     fake: FakeCronofy, base_url: str, tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    secret_file.write_text("\ufeff" + SECRET + "\n", encoding="utf-8")  # Notepad's BOM too
     status, _, _ = await cli(
         run_members,
         "members",

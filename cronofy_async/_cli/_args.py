@@ -162,7 +162,8 @@ def read_secret_file(path: Path) -> str:
     be the secret itself, pasted after the wrong option.
     """
     try:
-        return path.read_text(encoding="utf-8").strip()
+        # utf-8-sig: Notepad and PowerShell open a UTF-8 file with a BOM, as a CSV may have.
+        return path.read_text(encoding="utf-8-sig").strip()
     except FileNotFoundError:
         reason = "does not exist"
     except IsADirectoryError:

@@ -246,14 +246,19 @@ class _Run:
     def _skipped(self, row: Row) -> bool:
         created = self.history.created(row.key)
         if created is not None:
-            earlier = created.get("display_name")
-            if earlier != row.invite.display_name:
+            earlier, now = created.get("display_name"), row.invite.display_name
+            if earlier != now:
+                before = f"as {earlier!r}" if earlier else "without a display name"
+                change = (
+                    f"the new display name {now!r} is not sent"
+                    if now
+                    else "this row has no display name, and nothing is sent"
+                )
                 self.notes.row(
                     CREATED_BEFORE,
                     row.line,
-                    f"{row.invite.email} was invited before as {earlier!r} "
-                    f"({created.get('scheduler_request_id')}); the new display name "
-                    f"{row.invite.display_name!r} is not sent: one invite per person",
+                    f"{row.invite.email} was invited before {before} "
+                    f"({created.get('scheduler_request_id')}); {change}: one invite per person",
                 )
             self._record(
                 row.line,

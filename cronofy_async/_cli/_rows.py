@@ -200,8 +200,12 @@ def _records(path: Path, jsonl: bool) -> Iterator[tuple[int, dict[str, str] | st
     reader = csv.reader(lines)
     try:
         header = next(reader, [])
-        for values in reader:
-            line = reader.line_num + skipped
+        while True:
+            # A record is named by the line it starts on: a quoted value may span lines.
+            line = reader.line_num + skipped + 1
+            values = next(reader, None)
+            if values is None:
+                break
             if not any(value.strip() for value in values):
                 continue  # a blank line, or a row of nothing but commas
             if any(value.strip() for value in values[len(header) :]):
