@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from cronofy_async._cli import main
-from cronofy_async._cli._args import hide_secrets, looks_like_secret
+from cronofy_async._cli._args import (
+    SecretFileError,
+    hide_secrets,
+    looks_like_secret,
+    read_secret_file,
+)
 from cronofy_async._cli._extras import _requirements, missing_extra
 from cronofy_async._cli._rows import Defaults, check_columns, survey
 from cronofy_async._version import __version__
@@ -225,6 +230,19 @@ def test_an_unreadable_secret_file(
     line = refused(capsys, *argv, "--client-secret-file", str(secret))
     assert f"--client-secret-file: {says}" in line
     assert "LEAKME" not in line
+
+
+def test_a_secret_file_that_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(SecretFileError) as info:
+        read_secret_file(tmp_path / "sk_live_LEAKME")
+    assert str(info.value).startswith(
+        "--client-secret-file: the file given cannot be read (Permission denied)"
+    )
+    assert "LEAKME" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,13 @@ def _error(kind: type[AuthenticationError], status: int) -> AuthenticationError:
     return kind("Cronofy answered", response=response, outcome_unknown=False)
 
 
+def test_a_stop_sent_as_the_impersonate_option_names_it() -> None:
+    invite = Invite(kind="scheduler_request", data_center="us", email="a@x", impersonate="acc_1")
+    error = _error(PermissionDeniedError, 403)  # type: ignore[arg-type]
+    message = explain_stop(error, line=2, invite=invite)
+    assert "(sent as acc_1): the account is not a member" in message
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "says"),
     [
@@ -335,6 +342,54 @@ async def test_a_disk_that_fills_up(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "second interrupt" not in err  # abandoned because of the disk, and said so
     assert "unknown: abandoned in flight: the results file cannot be written (No space" in err
     assert ": not sent: the results file cannot be written (No space left" in err
+
+
+@pytest.mark.parametrize("failing", ["sending", "invalid"])
+async def test_a_write_that_fails_for_some_records_only(
+    fake: FakeCronofy,
+    base_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    from cronofy_async._cli._results import ResultsFile
+
+    # A full disk may still take a short record after a long one failed.
+    source = write_csv(tmp_path / "in.csv", ["not-an-email,X", *people(3)])
+    output = tmp_path / "out.jsonl"
+    write = ResultsFile.write
+
+    def full_for_some(self: ResultsFile, record: dict[str, Any]) -> None:
+        if record["outcome"] == failing:
+            self.failed = self.failed or OSError(28, "No space left on device")
+            raise self.failed
+        write(self, record)
+
+    monkeypatch.setattr(ResultsFile, "write", full_for_some)
+    argv = common(source, output, base_url, "--concurrency", "1")
+    status, _, err = await run(batch_args(*argv))
+    assert status == 1
+    assert err.count(f"stopped: cannot write {output}: No space left on device") == 1
+    assert "input raised" not in err  # a record that could not be written, not the input
+    assert fake.received == 0  # nothing leaves once the file cannot be written
+
+
+def test_a_results_file_that_fails_to_close_for_another_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cronofy_async._cli._results import ResultsFile
+
+    results = ResultsFile(tmp_path / "out.jsonl")
+    results.open()
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(results._stack, "close", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        results.close()  # no earlier failure reported it: not swallowed
+    monkeypatch.undo()
+    results._stack.close()
 
 
 async def test_the_summary_fits_80_columns_and_the_docs_show_it(
