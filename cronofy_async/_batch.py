@@ -156,6 +156,11 @@ def outcome_of(error: BaseException, *, sent: int | bool = True) -> Outcome:
     return Outcome.UNKNOWN  # something unforeseen mid-flight: assume the worst
 
 
+def _stops_batch(item: object, error: BaseException) -> bool:
+    """The default: a 401, 402 or 403 stops the batch, whatever the item."""
+    return isinstance(error, _FATAL)
+
+
 def check_concurrency(concurrency: object) -> int:
     """Refuse a concurrency that is not a whole number from 1 to 10,000."""
     if (
@@ -240,6 +245,9 @@ class BatchStream(Generic[Q, M]):
 
     If the input raises, every item read before it is still sent and yielded, then
     `BatchInputError` is raised, with the input's exception as its ``__cause__``.
+
+    A 401, 402 or 403 stops the batch (`stopped_by`): nothing more is sent. To decide otherwise,
+    give ``stops_batch(item, error)``, called with each failed item and its error.
     """
 
     def __init__(
@@ -249,16 +257,21 @@ class BatchStream(Generic[Q, M]):
         *,
         concurrency: int,
         send: Send[Q, M],
+        stops_batch: Callable[[Q, BaseException], bool] | None = None,
     ) -> None:
         # How one item is sent: the endpoint's create, or the command line's per-row routing.
         self._send = send
+        # Which failure stops the batch: by default a 401, 402 or 403, which every later item
+        # would get too. The command line knows more (a 403 to one row's impersonated account
+        # is that row's problem) and says so.
+        self._stops_batch = stops_batch or _stops_batch
         self._requests = requests
         self._concurrency = check_concurrency(concurrency)
         self._stream = self._run()
         self.unfinished: list[BatchResult[Q, M]] = []
         """Items in flight when the stream was closed or cancelled, with their outcomes."""
         self.stopped_by: BaseException | None = None
-        """The error (401, 402, 403) that stopped the batch early, if one did."""
+        """The error (401, 402, 403, or as `stops_batch` chose) that stopped the batch early."""
         self._stopping = False
         self._reader: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -370,8 +383,13 @@ class BatchStream(Generic[Q, M]):
             else:
                 result = item.result(Outcome.CREATED, created=created, attempts=item.sent)
             del self._busy[me]
-            if isinstance(result.error, _FATAL) and self.stopped_by is None:
-                self.stopped_by = result.error
+            failure = result.error
+            if (
+                failure is not None
+                and self.stopped_by is None
+                and self._stops_batch(item.request, failure)
+            ):
+                self.stopped_by = failure
                 self._cancel_unsent()
                 if self._reader is not None and isinstance(self._requests, AsyncIterable):
                     # An async input may be slow or endless: the stop does not wait for it, and

@@ -103,6 +103,28 @@ async def test_bad_rows_are_reported_by_line_and_do_not_stop_the_good_ones(
     assert fake.created_count == 3
 
 
+async def test_a_host_also_impersonated_is_the_same_invite(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source = write_csv(
+        tmp_path / "in.csv",
+        ["ada@example.com,acc_1,acc_1", "ada@example.com,acc_1,", "ada@example.com,acc_1,acc_2"],
+        header="email,host,impersonate",
+    )
+    output = tmp_path / "out.jsonl"
+    status, _, err = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    assert final_states(output) == {2: "created", 3: "duplicate", 4: "duplicate"}
+    assert "line 3: the same invite as line 2 (ada@example.com)" in err
+    assert fake.created_count == 1
+    # Next week, the impersonate column dropped: still the same invite, not sent again.
+    write_csv(source, ["ada@example.com,acc_1"], header="email,host")
+    status, _, _ = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    assert outcomes_of(last_run(output)) == {"created_before": 1}
+    assert fake.created_count == 1
+
+
 async def test_jsonl_with_per_row_hosts(fake: FakeCronofy, base_url: str, tmp_path: Path) -> None:
     lines = [
         {"email": "a@example.com", "summary": "One", "host": "acc_1"},
@@ -344,7 +366,33 @@ async def test_the_demo_exits_0(tmp_path: Path) -> None:
         "The fake created 80 scheduler requests for 80 rows; invites created twice: 0"
         in out.getvalue()
     )
-    assert outcomes_of(records(tmp_path / "results.jsonl")) == {"created": 80}
+    assert outcomes_of(records(tmp_path / "demo-results.jsonl")) == {"created": 80}
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@pytest.mark.real_time
+async def test_the_demo_leaves_the_users_files_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = {"results.jsonl": '{"outcome": "created"}\n', "recipients.csv": "email\nvip@x.com\n"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    demo = argparse.Namespace(rows=3, workdir=tmp_path, plain=True)
+    assert await run_demo(demo, out=io.StringIO()) == 0
+    assert {name: (tmp_path / name).read_text(encoding="utf-8") for name in mine} == mine
+    assert outcomes_of(records(tmp_path / "demo-results.jsonl")) == {"created": 3}
+    kept = _contents(tmp_path)
+    # A second demo in the same place would read (or append to) the first one's files: it
+    # refuses, in one line, and changes nothing.
+    capsys.readouterr()
+    assert await run_demo(demo, out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "demo-recipients.csv already exists" in err
+    assert _contents(tmp_path) == kept
 
 
 async def test_the_data_center_is_part_of_the_key_and_the_base_url_is_not(

@@ -304,10 +304,9 @@ async def test_a_403_names_the_account(fake: FakeCronofy, url: str, tmp_path: Pa
         batch_args(*argv(source, tmp_path / "o.jsonl", url, "--concurrency", "1")[1:])
     )
     assert status == 1
-    assert "stopped: Cronofy answered 403 to line 1" in err
-    assert "(sent as acc_9): the account is not a member" in err
-    assert summary_counts(out) == {"failed": 1, "not_sent": 1}
-    assert fake.scheduling_requests == []
+    assert "line 1: failed: Cronofy answered 403 to a request sent as acc_9: the account" in err
+    assert summary_counts(out) == {"failed": 1, "created": 1}
+    assert [e.email for e in fake.scheduling_requests] == ["b@example.com"]
 
 
 def test_a_403_for_a_selection_rule_names_the_rule() -> None:
@@ -585,8 +584,8 @@ def test_the_kind_and_the_rule_make_another_key(tmp_path: Path) -> None:
     assert key(host="acc_1") != key(host="acc_1", **scheduling)
     assert key(host="acc_1", **scheduling) == key(impersonate="acc_1", **scheduling)
     assert key(selection_rule="acc_1", **scheduling) != key(host="acc_1", **scheduling)
-    # With a rule picking the host, the account sent as is not the host.
-    assert key(selection_rule=RULE, impersonate="acc_1", **scheduling) != key(
+    # With a rule picking the host, the account sent as is not the host, nor part of the key.
+    assert key(selection_rule=RULE, impersonate="acc_1", **scheduling) == key(
         selection_rule=RULE, **scheduling
     )
 

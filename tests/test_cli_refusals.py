@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from cronofy_async._cli import main
-from cronofy_async._cli._args import hide_secrets
+from cronofy_async._cli._args import (
+    SecretFileError,
+    hide_secrets,
+    looks_like_secret,
+    read_secret_file,
+)
 from cronofy_async._cli._extras import _requirements, missing_extra
 from cronofy_async._cli._rows import Defaults, check_columns, survey
 from cronofy_async._version import __version__
@@ -194,22 +199,95 @@ async def test_a_secret_on_the_real_command_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "says"), [(None, "No such file or directory"), (b"\xff\xfe", "not UTF-8 text")]
+    ("content", "says"),
+    [
+        (None, "the file given does not exist"),
+        (b"\xff\xfe", "the file given is not UTF-8 text"),
+        ("dir", "the file given is a directory"),
+    ],
 )
+@pytest.mark.parametrize("command", ["batch", "query", "members", "cancel"])
 def test_an_unreadable_secret_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, says: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes | str | None,
+    says: str,
+    command: str,
 ) -> None:
-    secret = tmp_path / "secret"
-    if content is not None:
+    # The path is not repeated: it may be the secret itself, pasted after the wrong option.
+    secret = tmp_path / "sk_live_LEAKME"
+    if content == "dir":
+        secret.mkdir()
+    elif isinstance(content, bytes):
         secret.write_bytes(content)
     source = write_csv(tmp_path / "in.csv", people(1))
-    line = refused(
-        capsys,
-        *batch(source, tmp_path / "o.jsonl", "--host", "a", "--summary", "x"),
-        "--client-secret-file",
-        str(secret),
+    argv = {
+        "batch": batch(source, tmp_path / "o.jsonl", "--host", "a", "--summary", "x"),
+        "query": ["query", "srq_1", "--base-url", NOWHERE],
+        "members": ["members", "--base-url", NOWHERE],
+        "cancel": ["cancel", "srq_1", "--base-url", NOWHERE],
+    }[command]
+    line = refused(capsys, *argv, "--client-secret-file", str(secret))
+    assert f"--client-secret-file: {says}" in line
+    assert "LEAKME" not in line
+
+
+def test_a_secret_file_that_cannot_be_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(SecretFileError) as info:
+        read_secret_file(tmp_path / "sk_live_LEAKME")
+    assert str(info.value).startswith(
+        "--client-secret-file: the file given cannot be read (Permission denied)"
     )
-    assert f"--client-secret-file {secret}: {says}" in line
+    assert "LEAKME" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sk_live_LEAKME"],  # a stray positional
+        ["CRN_LEAKMEggYusqPGLxwjw5FHOJYOqSrTPNXy8WQf14OID"],
+        ["LEAKMEqPGLxwjw5FHOJYOqSrTPNXy8WQf14OIDa"],  # long and random-looking
+        ["--data-center", "sk_live_LEAKME"],
+        ["--base-url", "sk_live_LEAKME"],
+        ["--concurrency", "sk_live_LEAKME"],
+    ],
+)
+def test_a_secret_pasted_in_the_wrong_place_is_not_echoed(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_csv(tmp_path / "in.csv", people(1))
+    more = ["--host", "acc_1", "--summary", "x", *argv]
+    try:
+        status = main(["batch", str(source), "-o", str(tmp_path / "o.jsonl"), *more])
+    except SystemExit as exc:
+        status = exc.code  # type: ignore[assignment]
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "LEAKME" not in err
+    assert "[hidden]" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "secret"),
+    [
+        ("sk_live_abc", True),
+        ("CRN_NggYusqPGLxwjw5FHOJYOqSrTPNXy8WQf14OID", True),
+        ("NggYusqPGLxwjw5FHOJYOqSrTPNXy8WQf14OID", True),
+        ("acc_5ba21743f408617d1269ea1e", False),  # an account's sub: an id, shown
+        ("srq_5ba21743f408617d1269ea1e", False),
+        ("people-2025-01-02.csv", False),
+        ("https://api-uk.cronofy.com", False),
+        ("ada@example.com", False),
+        ("uk", False),
+    ],
+)
+def test_what_looks_like_a_secret(value: str, secret: bool) -> None:
+    assert looks_like_secret(value) is secret
 
 
 def test_unknown_options_are_echoed_without_their_values(

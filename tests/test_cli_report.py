@@ -10,21 +10,32 @@ import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from rich.console import Console
 
-from cronofy_async import AuthenticationError, PaymentRequiredError, PermissionDeniedError
+from cronofy_async import (
+    APIStatusError,
+    AuthenticationError,
+    Event,
+    Host,
+    NewSchedulerRequest,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    Recipient,
+)
 from cronofy_async._cli._batch_command import NOTES_SHOWN, run_batch
 from cronofy_async._cli._command import run_async
-from cronofy_async._cli._outcomes import Tally
+from cronofy_async._cli._outcomes import ROW_OUTCOMES, Tally
 from cronofy_async._cli._progress import PlainProgress, RichProgress, make_progress
-from cronofy_async._cli._rows import Invite
-from cronofy_async._cli._stops import explain_stop
+from cronofy_async._cli._rows import Defaults, Invite, Row
+from cronofy_async._cli._stops import explain_stop, stops_batch
 from cronofy_async.testing import FakeCronofy, Fault, Faults
 
 from .cli_support import (
+    ROOT,
     SECRET,
     batch_args,
     common,
@@ -35,6 +46,10 @@ from .cli_support import (
     run,
     summary_counts,
     write_csv,
+)
+
+_REQUEST = NewSchedulerRequest(
+    host=Host(sub="acc_1"), recipients=[Recipient(email="a@x.com")], event=Event(summary="S")
 )
 
 
@@ -90,16 +105,63 @@ async def test_a_403_names_the_account_and_what_to_check(
     source = tmp_path / "in.jsonl"
     lines = [{"email": "a@example.com", "impersonate": "acc_9"}, {"email": "b@example.com"}]
     source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    argv = common(source, tmp_path / "out.jsonl", base_url, "--concurrency", "1")
-    status, _, err = await run(batch_args(*argv))
+    output = tmp_path / "out.jsonl"
+    argv = common(source, output, base_url, "--concurrency", "1")
+    status, out, err = await run(batch_args(*argv))
+    # The row's account is not the application's to use: that row's problem, not the batch's.
     assert status == 1
-    assert "stopped: Cronofy answered 403 to line 1" in err
-    assert "The application may not do this (sent as acc_9): the account is not a member" in err
+    assert "stopped:" not in err
+    says = (
+        "Cronofy answered 403 to a request sent as acc_9: the account is not a member of the "
+        "application's Organizational Unit, or the application lacks a permission; check the "
+        "row's impersonate value"
+    )
+    assert f"line 1: failed: {says}" in err
+    assert summary_counts(out) == {"created": 1, "failed": 1}
+    assert [(r["line"], r["error"]) for r in records(output) if r["outcome"] == "failed"] == [
+        (1, says)
+    ]
+    # A re-run sends the failed row again, and only it: no loop, no duplicate.
+    status, out, _ = await run(batch_args(*argv))
+    assert (status, summary_counts(out)) == (1, {"created_before": 1, "failed": 1})
+    assert fake.created_count == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "impersonate", "stops"),
+    [
+        (AuthenticationError, "acc_9", True),
+        (PaymentRequiredError, "acc_9", True),
+        (PermissionDeniedError, "acc_9", False),  # the row's own account
+        (PermissionDeniedError, None, True),  # the application's own 403
+        (PermissionDeniedError, "acc_cli", True),  # --impersonate: every row's account
+        (ValueError, None, False),
+    ],
+)
+def test_what_stops_the_batch(error: type[Exception], impersonate: str | None, stops: bool) -> None:
+    response = httpx.Response(403, request=httpx.Request("POST", "https://x/"))
+    failure = (
+        error("Cronofy answered", response=response, outcome_unknown=False)
+        if issubclass(error, APIStatusError)
+        else error("x")
+    )
+    invite = Invite(
+        kind="scheduler_request", data_center="us", email="a@x.com", impersonate=impersonate
+    )
+    row = Row(line=2, invite=invite, request=_REQUEST, key="k")
+    assert stops_batch(Defaults(impersonate="acc_cli"))(row, failure) is stops
 
 
 def _error(kind: type[AuthenticationError], status: int) -> AuthenticationError:
     response = httpx.Response(status, request=httpx.Request("POST", "https://x/"))
     return kind("Cronofy answered", response=response, outcome_unknown=False)
+
+
+def test_a_stop_sent_as_the_impersonate_option_names_it() -> None:
+    invite = Invite(kind="scheduler_request", data_center="us", email="a@x", impersonate="acc_1")
+    error = _error(PermissionDeniedError, 403)  # type: ignore[arg-type]
+    message = explain_stop(error, line=2, invite=invite)
+    assert "(sent as acc_1): the account is not a member" in message
 
 
 @pytest.mark.parametrize(
@@ -238,6 +300,110 @@ def test_ctrl_c_outside_the_batch_is_130() -> None:
         raise KeyboardInterrupt
 
     assert run_async(interrupted()) == 130
+
+
+class _TinyDisk(io.FileIO):
+    """A file on a disk with room for `room` bytes; then every write fails, as ENOSPC does."""
+
+    room = 6000
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+@pytest.mark.real_time
+async def test_a_disk_that_fills_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None, faults=Faults(latency=0.1))
+    source, output = write_csv(tmp_path / "in.csv", people(40)), tmp_path / "out.jsonl"
+    opened = Path.open
+
+    def open_(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self != output or "a" not in mode:
+            return opened(self, mode, *args, **kwargs)
+        # Buffered like a real file: what a failed flush leaves is flushed again on close.
+        return io.TextIOWrapper(io.BufferedWriter(_TinyDisk(self, "a")), encoding="utf-8")
+
+    monkeypatch.setattr(Path, "open", open_)
+    async with fake.serve() as url:
+        argv = common(source, output, url, "--concurrency", "5")
+        status, out, err = await run(batch_args(*argv))  # no second error from the close
+        workers = [t for t in asyncio.all_tasks() if "_work" in repr(t.get_coro())]
+    assert status == 1
+    assert err.count(f"stopped: cannot write {output}: No space left on device") == 1
+    assert workers == []  # the batch was closed: nothing is still in flight or sent later
+    counts = summary_counts(out)
+    # Every row that was sent is counted for what it may be, never as "never read".
+    assert counts.get("created", 0) + counts.get("unknown", 0) >= fake.received > 0
+    assert sum(counts.values()) == 40
+    # Rows whose request left are created, or may be: none failed, none was never read.
+    assert f"requests sent in this run: {counts['created'] + counts.get('unknown', 0)}" in out
+    assert "second interrupt" not in err  # abandoned because of the disk, and said so
+    assert "unknown: abandoned in flight: the results file cannot be written (No space" in err
+    assert ": not sent: the results file cannot be written (No space left" in err
+
+
+@pytest.mark.parametrize("failing", ["sending", "invalid"])
+async def test_a_write_that_fails_for_some_records_only(
+    fake: FakeCronofy,
+    base_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
+) -> None:
+    from cronofy_async._cli._results import ResultsFile
+
+    # A full disk may still take a short record after a long one failed.
+    source = write_csv(tmp_path / "in.csv", ["not-an-email,X", *people(3)])
+    output = tmp_path / "out.jsonl"
+    write = ResultsFile.write
+
+    def full_for_some(self: ResultsFile, record: dict[str, Any]) -> None:
+        if record["outcome"] == failing:
+            self.failed = self.failed or OSError(28, "No space left on device")
+            raise self.failed
+        write(self, record)
+
+    monkeypatch.setattr(ResultsFile, "write", full_for_some)
+    argv = common(source, output, base_url, "--concurrency", "1")
+    status, _, err = await run(batch_args(*argv))
+    assert status == 1
+    assert err.count(f"stopped: cannot write {output}: No space left on device") == 1
+    assert "input raised" not in err  # a record that could not be written, not the input
+    assert fake.received == 0  # nothing leaves once the file cannot be written
+
+
+def test_a_results_file_that_fails_to_close_for_another_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cronofy_async._cli._results import ResultsFile
+
+    results = ResultsFile(tmp_path / "out.jsonl")
+    results.open()
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(results._stack, "close", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        results.close()  # no earlier failure reported it: not swallowed
+    monkeypatch.undo()
+    results._stack.close()
+
+
+async def test_the_summary_fits_80_columns_and_the_docs_show_it(
+    fake: FakeCronofy, base_url: str, tmp_path: Path
+) -> None:
+    source, output = write_csv(tmp_path / "in.csv", people(2)), tmp_path / "out.jsonl"
+    status, out, _ = await run(batch_args(*common(source, output, base_url)))
+    assert status == 0
+    table = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(table) == 1 + len(ROW_OUTCOMES) + 2
+    assert max(len(line) for line in table) <= 80
+    docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for outcome, label in ROW_OUTCOMES.items():
+        assert re.search(rf"^  {outcome} +{re.escape(label)} +\d+$", docs, re.MULTILINE), label
 
 
 async def test_a_results_file_that_cannot_be_written_any_more(

@@ -49,6 +49,15 @@ def test_what_makes_the_same_invite() -> None:
     assert key(summary=" Intro ") == key()
     assert key(group_rule=None, impersonate="") == key()  # absent, however written
     assert key(host=None, impersonate="acc_1") == key()  # sent as acc_1: acc_1 hosts
+    # A host named in the row decides who hosts: the account it is sent as changes nothing.
+    assert key(impersonate="acc_1") == key()
+    assert key(impersonate="acc_2") == key()
+    assert key(host=None, group_rule="sgr_1", impersonate="acc_1") == key(
+        host=None, group_rule="sgr_1"
+    )
+    assert key(host=None, selection_rule="sel_1", impersonate="acc_1") == key(
+        host=None, selection_rule="sel_1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,7 +69,6 @@ def test_what_makes_the_same_invite() -> None:
         {"host": None, "group_rule": "acc_1"},
         {"host": None, "selection_rule": "acc_1"},
         {"host": None, "selection_rule": "sel_1", "impersonate": "acc_1"},  # the rule hosts
-        {"impersonate": "acc_2"},  # hosted by acc_1, sent as acc_2
         {"data_center": "uk"},
         {"kind": "scheduling_request"},
     ],

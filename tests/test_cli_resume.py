@@ -171,6 +171,22 @@ async def test_case_spaces_and_display_names_do_not_make_another_invite(
     assert {r["email"].lower(): r["scheduler_request_id"] for r in last_run(output)} == ids
 
 
+async def test_a_display_name_added_or_dropped_is_said_plainly(
+    fake: FakeCronofy, url: str, tmp_path: Path
+) -> None:
+    source, output = tmp_path / "in.csv", tmp_path / "results.jsonl"
+    write_csv(source, ["ada@example.com,Ada", "bob@example.com,"])
+    assert (await batch(source, output, url)).status == 0
+    write_csv(source, ["ada@example.com,", "bob@example.com,Bob"])
+    again = await batch(source, output, url)
+    assert summary_counts(again.out) == {"created_before": 2}
+    assert "None" not in again.err
+    assert "line 2: ada@example.com was invited before as 'Ada' (srq_" in again.err
+    assert "this row has no display name, and nothing is sent: one invite per person" in again.err
+    assert "line 3: bob@example.com was invited before without a display name (srq_" in again.err
+    assert "the new display name 'Bob' is not sent: one invite per person" in again.err
+
+
 async def test_another_summary_or_host_is_another_invite(
     fake: FakeCronofy, url: str, tmp_path: Path
 ) -> None:

@@ -62,7 +62,8 @@ def test_csv_rows(tmp_path: Path) -> None:
     assert isinstance(first, Row)
     assert isinstance(second, Row)
     assert (first.line, first.invite.display_name, first.invite.summary) == (2, None, "Hi")
-    assert (second.line, second.invite.display_name) == (5, "Bob\n Smith")
+    # A record over two lines is named by the line it starts on, where an editor shows it.
+    assert (second.line, second.invite.display_name) == (4, "Bob\n Smith")
 
 
 def test_a_row_that_names_a_host_ignores_the_command_lines(tmp_path: Path) -> None:
@@ -94,3 +95,36 @@ def test_an_input_that_cannot_be_read(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(InputError, match=r"in\.csv: cannot read it: Permission denied"):
         survey(source)
+
+
+def test_blank_lines_before_the_header(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("\n  \nemail,name\na@example.com,Ada\n", encoding="utf-8")
+    found = survey(source)
+    assert (found.rows, found.columns) == (1, ("email", "name"))
+    [row] = rows(source, host="acc_1", summary="Hi")
+    assert isinstance(row, Row)
+    assert (row.line, row.invite.email, row.invite.display_name) == (4, "a@example.com", "Ada")
+
+
+def test_a_row_with_more_fields_than_the_header(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "email,display_name\n"
+        "a@example.com,Smith, John\n"  # an unquoted comma: " John" must not be dropped
+        "b@example.com,Bo\n"
+        ",,\n"  # nothing at all, however many commas: skipped
+        "c@example.com,Cy,\n",  # a trailing comma holds nothing: nothing is lost
+        encoding="utf-8",
+    )
+    assert survey(source).rows == 3
+    smith, bo, cy = rows(source, host="acc_1", summary="Hi")
+    assert isinstance(smith, RowError)
+    assert smith.line == 2
+    assert smith.message == (
+        "3 fields, but the header has 2 columns: put a value that holds a comma in double "
+        'quotes ("Smith, John")'
+    )
+    assert isinstance(bo, Row)
+    assert isinstance(cy, Row)
+    assert (bo.line, cy.line, cy.invite.display_name) == (3, 5, "Cy")

@@ -279,7 +279,7 @@ async def test_the_secret_may_come_from_a_file(
     fake: FakeCronofy, base_url: str, tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "secret"
-    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    secret_file.write_text("\ufeff" + SECRET + "\n", encoding="utf-8")  # Notepad's BOM too
     status, _, _ = await cli(
         run_members,
         "members",
@@ -298,7 +298,8 @@ async def test_the_secret_may_come_from_a_file(
         secret=None,
     )
     assert status == 2
-    assert "missing" in err
+    assert "--client-secret-file: the file given does not exist" in err
+    assert "missing" not in err  # the path is not repeated: it may be the secret
 
 
 def test_a_secret_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

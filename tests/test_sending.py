@@ -21,6 +21,7 @@ from cronofy_async import (
     Host,
     NewSchedulerRequest,
     Outcome,
+    PermissionDeniedError,
     RateLimitError,
     Recipient,
     SchedulerRequest,
@@ -268,6 +269,27 @@ async def test_an_item_s_outcome_follows_the_send_counter_not_the_exception_type
     assert [r.outcome for r in results] == [outcome]
     assert results[0].error is error
     assert results[0].attempts == (1 if at == "after" else 0)
+
+
+async def test_what_stops_a_batch_can_be_chosen() -> None:
+    response = httpx.Response(403, request=httpx.Request("POST", "https://x/"))
+    error = PermissionDeniedError("Cronofy answered", response=response, outcome_unknown=False)
+    # By default a 403 stops the batch: nothing after it is sent.
+    default: BatchStream[int, str] = BatchStream(
+        None, range(3), concurrency=1, send=send_failing("before", error)
+    )
+    assert [r.outcome async for r in default] == [Outcome.FAILED, *[Outcome.NOT_SENT] * 2]
+    assert default.stopped_by is error
+    # A caller who knows a 403 is one item's problem says which stop it, and when.
+    chosen: BatchStream[int, str] = BatchStream(
+        None,
+        range(3),
+        concurrency=1,
+        send=send_failing("before", error),
+        stops_batch=lambda item, failure: item == 1 and failure is error,
+    )
+    assert [r.outcome async for r in chosen] == [*[Outcome.FAILED] * 2, Outcome.NOT_SENT]
+    assert chosen.stopped_by is error
 
 
 async def test_stop_then_cancel_leaves_nothing_unaccounted(

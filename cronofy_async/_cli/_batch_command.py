@@ -23,13 +23,13 @@ import attrs
 
 from .._batch import DEFAULT_CONCURRENCY, BatchResult, BatchStream, check_concurrency
 from .._client import SECRET_ENV, AsyncSchedulerAPI
-from .._errors import BatchInputError, CronofyError
+from .._errors import BatchInputError, CronofyError, PermissionDeniedError
 from .._models import SchedulerRequest
 from .._ratelimit import RateLimit
 from .._scheduling_models import SchedulingRequest
 from .._scheduling_requests import NewSchedulingRequest
 from . import _redis_option
-from ._args import Parser, RefuseSecret
+from ._args import Parser, RefuseSecret, SecretFileError, read_secret_file, scrub
 from ._command import EXIT_INTERRUPTED, EXIT_USAGE, Command, run_async
 from ._key import SCHEDULER_REQUEST, SCHEDULING_REQUEST
 from ._outcomes import (
@@ -59,7 +59,7 @@ from ._rows import (
     read_rows,
     survey,
 )
-from ._stops import explain_stop
+from ._stops import explain_refused, explain_stop, stops_batch
 from ._streams import stderr as _stderr
 from ._streams import stdout as _stdout
 
@@ -145,10 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _secret(args: argparse.Namespace) -> str:
     if args.client_secret_file is not None:
         try:
-            return str(args.client_secret_file.read_text(encoding="utf-8")).strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise InputError(f"--client-secret-file {args.client_secret_file}: {reason}") from None
+            return read_secret_file(args.client_secret_file)
+        except SecretFileError as exc:
+            raise InputError(str(exc)) from None
     secret = os.environ.get(SECRET_ENV, "").strip()
     if not secret:
         raise InputError(
@@ -247,14 +246,19 @@ class _Run:
     def _skipped(self, row: Row) -> bool:
         created = self.history.created(row.key)
         if created is not None:
-            earlier = created.get("display_name")
-            if earlier != row.invite.display_name:
+            earlier, now = created.get("display_name"), row.invite.display_name
+            if earlier != now:
+                before = f"as {earlier!r}" if earlier else "without a display name"
+                change = (
+                    f"the new display name {now!r} is not sent"
+                    if now
+                    else "this row has no display name, and nothing is sent"
+                )
                 self.notes.row(
                     CREATED_BEFORE,
                     row.line,
-                    f"{row.invite.email} was invited before as {earlier!r} "
-                    f"({created.get('scheduler_request_id')}); the new display name "
-                    f"{row.invite.display_name!r} is not sent: one invite per person",
+                    f"{row.invite.email} was invited before {before} "
+                    f"({created.get('scheduler_request_id')}); {change}: one invite per person",
                 )
             self._record(
                 row.line,
@@ -277,19 +281,22 @@ class _Run:
         If this process dies with it in flight (a crash, a kill), a re-run knows the invite may
         exist and does not send it blindly again.
         """
-        self.tally.sent += 1
+        if self.results.failed is not None:
+            raise self.results.failed  # nothing leaves that could not be written ahead
         record = make_record(
             run=self.id, line=row.line, outcome=SENDING, invite=row.invite, key=row.key
         )
         self.results.write(record)
+        self.tally.sent += 1
 
     def _record(
         self, line: int, outcome: str, invite: Invite, key: str | None, **more: Any
     ) -> None:
+        # Counted first: a row whose record cannot be written (a full disk) still ended so.
+        self.tally.counts[outcome] += 1
         self.results.write(
             make_record(run=self.id, line=line, outcome=outcome, invite=invite, key=key, **more)
         )
-        self.tally.counts[outcome] += 1
         self.progress.update()
 
     def record(self, result: BatchResult[Row, Created], stopped_by: BaseException | None) -> None:
@@ -300,6 +307,12 @@ class _Run:
         error = None if result.error is None else _describe(result.error)
         if stopped_by is not None and result.error is stopped_by and self.stop is None:
             self.stop = _Stop(error=stopped_by, row=row)
+        elif isinstance(result.error, PermissionDeniedError) and row.invite.impersonate:
+            error = explain_refused(row.invite)  # the row's account is not the application's
+        elif (failed := self.results.failed) is not None and (
+            result.error is failed or isinstance(result.error, asyncio.CancelledError | None)
+        ):
+            error = _cannot_write(outcome, failed)
         elif outcome == NOT_SENT and self.stop is not None:
             error = f"not sent: the batch stopped at line {self.stop.row.line} ({error})"
         elif outcome == NOT_SENT and error is None:
@@ -318,6 +331,26 @@ class _Run:
             select_url=created.select_url if created else None,
             attempts=result.attempts,
         )
+        if self.results.failed is not None:
+            raise self.results.failed  # an earlier write failed: the run cannot go on
+
+    def record_unfinished(
+        self, result: BatchResult[Row, Created], stopped_by: BaseException | None
+    ) -> None:
+        """Record a row left in flight, as far as the results file still can be written."""
+        try:
+            self.record(result, stopped_by)
+        except OSError:
+            if self.results.failed is None:
+                raise
+
+
+def _cannot_write(outcome: str, error: OSError) -> str:
+    """Why a row ended so when the results file could not be written (a full disk)."""
+    why = f"the results file cannot be written ({error.strerror or error})"
+    if outcome == UNKNOWN:
+        return f"abandoned in flight: {why}: may exist"
+    return f"not sent: {why}"
 
 
 def _created_id(created: Created | None) -> str | None:
@@ -409,7 +442,7 @@ async def run_batch(
             await _redis_option.aclose(limiter)
             raise
     except (InputError, CronofyError) as exc:
-        return _refuse(err, str(exc))
+        return _refuse(err, scrub(str(exc), args))
     defaults = attrs.evolve(defaults, data_center=api.data_center.value)
     results = ResultsFile(args.output)
     try:
@@ -417,7 +450,7 @@ async def run_batch(
     except ResultsError as exc:
         await api.aclose()
         await _redis_option.aclose(limiter)
-        return _refuse(err, str(exc))
+        return _refuse(err, scrub(str(exc), args))
     try:
         return await _go(args, api, found, defaults, history, results, notes, out, err)
     except OSError as exc:  # the results file could not be written any more (a full disk)
@@ -456,17 +489,30 @@ async def _go(
     progress = make_progress(err, plain=args.plain)
     run = _Run(args, found, defaults, history, results, progress)
     rows: Iterator[Any] = run.rows()  # the stream carries our rows, sent by _sender
-    stream = BatchStream(api, rows, concurrency=args.concurrency, send=_sender(api, run))
+    stream = BatchStream(
+        api,
+        rows,
+        concurrency=args.concurrency,
+        send=_sender(api, run),
+        stops_batch=stops_batch(defaults),
+    )
     progress.start(run.tally)
     try:
         with _interrupts(stream, run):
             try:
                 async for result in stream:
                     run.record(result, stream.stopped_by)
+            except OSError:
+                # The results file cannot be written (a full disk): nothing more may be sent,
+                # and what is in flight is cancelled, to be recorded as far as possible.
+                await stream.aclose()
+                raise
             finally:
                 for result in stream.unfinished:
-                    run.record(result, stream.stopped_by)
+                    run.record_unfinished(result, stream.stopped_by)
     except BatchInputError as exc:  # the rows read before it were sent and recorded
+        if run.results.failed is not None:
+            raise run.results.failed from None  # it was recording a skipped row that failed
         err.write(f"cronofy-async batch: stopped: {exc}\n")
     except asyncio.CancelledError:
         if not run.abandoned:

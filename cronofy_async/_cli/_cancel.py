@@ -15,6 +15,7 @@ from .._errors import (
     PermissionDeniedError,
 )
 from .._scheduling_requests import cancel_operation
+from ._args import scrub
 from ._command import Command, run_async
 from ._connect import (
     EXIT_FAILED,
@@ -65,7 +66,7 @@ async def run_cancel(
         api = open_api(args, secret=secret)
         view = api.impersonate(args.impersonate) if args.impersonate else api
     except (CronofyError, ValueError, OSError) as exc:
-        err.write(f"cronofy-async cancel: {exc}\n")
+        err.write(f"cronofy-async cancel: {scrub(str(exc), args)}\n")
         return EXIT_USAGE
     results: list[tuple[str, str, str | None]] = []
     stopped: APIError | None = None

@@ -9,7 +9,7 @@ from typing import Final
 
 from .._client import SECRET_ENV, AsyncSchedulerAPI
 from .._ratelimit import RateLimit
-from ._args import RefuseSecret
+from ._args import RefuseSecret, read_secret_file
 
 __all__ = [
     "EXIT_FAILED",
@@ -49,7 +49,7 @@ def open_api(args: argparse.Namespace, *, secret: str | None = None) -> AsyncSch
     Raises `CronofyError` (no secret, bad data center) or ``OSError`` (unreadable secret file).
     """
     if secret is None and args.client_secret_file is not None:
-        secret = args.client_secret_file.read_text(encoding="utf-8").strip()
+        secret = read_secret_file(args.client_secret_file)
     if secret is None:
         secret = os.environ.get(SECRET_ENV)
     return AsyncSchedulerAPI(

@@ -21,6 +21,7 @@ __all__ = ["COMMAND", "add_arguments", "run_demo"]
 _FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim"]
 _LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
 DEMO_HOST = "acc_demo_host"
+SAMPLE_NAME, RESULTS_NAME = "demo-recipients.csv", "demo-results.jsonl"
 
 
 def _positive(text: str) -> int:
@@ -43,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_sample(path: Path, rows: int) -> None:
-    """A CSV of `rows` made-up recipients."""
-    with path.open("w", newline="", encoding="utf-8") as stream:
+    """A CSV of `rows` made-up recipients, in a new file (never over an existing one)."""
+    with path.open("x", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["email", "display_name"])
         for i in range(rows):
@@ -64,8 +65,16 @@ async def run_demo(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cronofy-demo-") as temporary:
         workdir = args.workdir or Path(temporary)
         workdir.mkdir(parents=True, exist_ok=True)
-        sample, results = workdir / "recipients.csv", workdir / "results.jsonl"
-        results.unlink(missing_ok=True)
+        sample, results = workdir / SAMPLE_NAME, workdir / RESULTS_NAME
+        # Names of its own, and nothing overwritten or deleted: a --workdir may hold a user's
+        # real input and results, and an earlier demo's results would make this one resume.
+        present = [path.name for path in (sample, results) if path.exists()]
+        if present:
+            _stderr().write(
+                f"--workdir {workdir}: {present[0]} already exists (an earlier demo?); "
+                "give another directory, or remove the demo's files from it\n"
+            )
+            return EXIT_USAGE
         write_sample(sample, args.rows)
         # Cronofy's own rate limits, and an occasional 429 to show a safe retry.
         fake = FakeCronofy(members=[DEMO_HOST], faults=Faults(seed=7, rate_limited=0.01))

@@ -7,6 +7,7 @@ import json
 from typing import IO, Any
 
 from .._errors import APIError, CronofyError
+from ._args import scrub
 from ._command import Command, run_async
 from ._connect import (
     EXIT_FAILED,
@@ -54,7 +55,7 @@ async def run_members(
     try:
         api = open_api(args, secret=secret)
     except (CronofyError, ValueError, OSError) as exc:
-        err.write(f"cronofy-async members: {exc}\n")
+        err.write(f"cronofy-async members: {scrub(str(exc), args)}\n")
         return EXIT_USAGE
     records: list[dict[str, Any]] = []
     status = EXIT_OK

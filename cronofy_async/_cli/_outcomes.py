@@ -50,7 +50,8 @@ ROW_OUTCOMES: Final[Mapping[str, str]] = {
     UNKNOWN: "unknown: may exist, check before re-sending",
     NOT_SENT: "not sent: the batch stopped first",
     INVALID: "invalid: bad row, not sent",
-    NOT_REACHED: "not reached: never read (interrupted, or the input failed)",
+    # The labels fit the summary in 80 columns: 43 characters at most.
+    NOT_REACHED: "not reached: never read (run ended first)",
 }
 
 DONE: Final = frozenset({CREATED, CREATED_BEFORE, DUPLICATE})

@@ -9,6 +9,7 @@ from typing import IO, Any
 from .._errors import APIError, CronofyError
 from .._scheduling_models import SchedulingRequest
 from .._scheduling_requests import MAX_QUERY_IDS, check_ids
+from ._args import scrub
 from ._command import Command, run_async
 from ._connect import (
     EXIT_FAILED,
@@ -72,7 +73,7 @@ async def run_query(
             check_ids(chunk)
         api = open_api(args, secret=secret)
     except (CronofyError, ValueError, OSError) as exc:
-        err.write(f"cronofy-async query: {exc}\n")
+        err.write(f"cronofy-async query: {scrub(str(exc), args)}\n")
         return EXIT_USAGE
     found: dict[str, SchedulingRequest] = {}
     error: str | None = None

@@ -238,6 +238,8 @@ class ResultsFile:
         self.path = path
         self._stream: IO[str] | None = None
         self._stack = contextlib.ExitStack()
+        self.failed: OSError | None = None
+        """The first error writing the file (a full disk): later records may be lost too."""
 
     def open(self, kind: str | None = None) -> History:
         """
@@ -267,7 +269,13 @@ class ResultsFile:
     def close(self) -> None:
         """Close the file, releasing it for the next run."""
         self._stream = None
-        self._stack.close()
+        try:
+            self._stack.close()
+        except OSError:
+            # What a failed write left in the buffer fails again as it is flushed on close: it
+            # was reported once, with what to do, and the file is closed (and released) anyway.
+            if self.failed is None:
+                raise
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and flush it."""
@@ -277,5 +285,9 @@ class ResultsFile:
             line.encode("utf-8")
         except UnicodeEncodeError:  # half a surrogate pair from the input: kept, as an escape
             line = json.dumps(record)
-        self._stream.write(line + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except OSError as exc:
+            self.failed = self.failed or exc
+            raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -195,14 +196,44 @@ def _records(path: Path, jsonl: bool) -> Iterator[tuple[int, dict[str, str] | st
                 continue
             yield number, {str(k): "" if v is None else str(v) for k, v in data.items()}
         return
-    reader = csv.DictReader(lines)
+    skipped, lines = _after_blank_lines(lines)
+    reader = csv.reader(lines)
     try:
-        for fields in reader:
-            if not any((value or "").strip() for value in fields.values() if value is not None):
+        header = next(reader, [])
+        while True:
+            # A record is named by the line it starts on: a quoted value may span lines.
+            line = reader.line_num + skipped + 1
+            values = next(reader, None)
+            if values is None:
+                break
+            if not any(value.strip() for value in values):
+                continue  # a blank line, or a row of nothing but commas
+            if any(value.strip() for value in values[len(header) :]):
+                # DictReader would file the overflow under None, and a name like Smith, John
+                # would lose " John": the row is refused instead, and nothing is guessed.
+                yield (
+                    line,
+                    (
+                        f"{len(values)} fields, but the header has {len(header)} columns: put a "
+                        'value that holds a comma in double quotes ("Smith, John")'
+                    ),
+                )
                 continue
-            yield reader.line_num, {k or "": v or "" for k, v in fields.items() if k is not None}
+            yield line, dict(zip(header, values, strict=False))
     except csv.Error as exc:
-        raise InputError(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
+        raise InputError(
+            f"{path}: line {reader.line_num + skipped}: not valid CSV: {exc}"
+        ) from None
+
+
+def _after_blank_lines(lines: Iterator[str]) -> tuple[int, Iterator[str]]:
+    """The number of blank lines before the header (its first line with text), and the rest."""
+    skipped = 0
+    for line in lines:
+        if line.strip():
+            return skipped, itertools.chain([line], lines)
+        skipped += 1
+    return skipped, iter(())
 
 
 def survey(path: Path) -> Survey:
@@ -215,7 +246,7 @@ def survey(path: Path) -> Survey:
     rows = 0
     columns: dict[str, None] = {}
     if not jsonl:
-        header = next(csv.reader(_text_lines(path)), [])
+        header = next(csv.reader(_after_blank_lines(_text_lines(path))[1]), [])
         columns = dict.fromkeys(name for name in header if name.strip())
     for _, fields in _records(path, jsonl):
         rows += 1

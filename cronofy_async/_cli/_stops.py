@@ -1,12 +1,53 @@
-"""What a 401, 402 or 403 that stopped a batch means for this command, and what to do."""
+"""What a 401, 402 or 403 means for this command: whether it stops the batch, and what to do."""
 
 from __future__ import annotations
 
-from .._client import SECRET_ENV
-from .._errors import APIStatusError, AuthenticationError, PaymentRequiredError
-from ._rows import Invite
+from collections.abc import Callable
 
-__all__ = ["explain_stop"]
+from .._client import SECRET_ENV
+from .._errors import (
+    APIStatusError,
+    AuthenticationError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+)
+from ._rows import Defaults, Invite, Row
+
+__all__ = ["explain_refused", "explain_stop", "stops_batch"]
+
+
+def _own_account(invite: Invite, defaults: Defaults) -> bool:
+    """Whether the row is sent as an account of its own, not --impersonate's (or none)."""
+    return invite.impersonate is not None and invite.impersonate != defaults.impersonate
+
+
+def stops_batch(defaults: Defaults) -> Callable[[Row, BaseException], bool]:
+    """
+    Which failures stop the batch: a 401, a 402, and a 403 unless sent as the row's own account.
+
+    A 401 or 402 would answer every later row too. A 403 to a request sent as a row's own
+    ``impersonate`` account says that account is not the application's to use: that row
+    fails, and the others go on. Sent as the --impersonate account, or not impersonated, every
+    later row would get the same 403, so it stops.
+    """
+
+    def stops(row: Row, error: BaseException) -> bool:
+        if isinstance(error, AuthenticationError | PaymentRequiredError):
+            return True
+        if isinstance(error, PermissionDeniedError):
+            return not _own_account(row.invite, defaults)
+        return False
+
+    return stops
+
+
+def explain_refused(invite: Invite) -> str:
+    """A row's own error when Cronofy answered 403 to the account it was sent as."""
+    return (
+        f"Cronofy answered 403 to a request sent as {invite.impersonate}: the account is not a "
+        "member of the application's Organizational Unit, or the application lacks a "
+        "permission; check the row's impersonate value"
+    )
 
 
 def _hosted_by(invite: Invite) -> str:
