@@ -291,6 +291,7 @@ class _Stalling:
     def __init__(self, real: Any, stall_on: int) -> None:
         self.client = real.client
         self.pause = real.pause
+        self.slots = real.slots
         self._real = real
         self._calls = 0
         self._stall_on = stall_on
@@ -657,3 +658,29 @@ async def test_keys_expire_on_their_own(
     for key in (limiter.keys.log, limiter.keys.pause):
         ttl = await redis_client.pttl(key)
         assert 0 < ttl <= (RETENTION_FLOOR + 2) * 1000
+
+
+# -- many callers at once in one process ------------------------------------------------------
+
+
+async def test_more_callers_than_connections_all_get_through(
+    redis_url: str, redis_namespace: str
+) -> None:
+    # redis-py's pool holds 100 connections and raises past them: the callers beyond must
+    # wait for a connection, never fail while Redis is healthy.
+    limit = RateLimit(per_second=None, per_minute=None)
+    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as limiter:
+        results = await asyncio.gather(
+            *(limiter.acquire() for _ in range(300)), return_exceptions=True
+        )
+    assert [r for r in results if r is not None] == []
+
+
+async def test_more_callers_than_a_callers_pool_holds_all_get_through(
+    redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    assert redis_client.connection_pool.max_connections == 100  # redis-py's default pool
+    limit = RateLimit(per_second=None, per_minute=None)
+    limiter = RedisLimiter(redis_client, limit, namespace=redis_namespace)
+    results = await asyncio.gather(*(limiter.acquire() for _ in range(300)), return_exceptions=True)
+    assert [r for r in results if r is not None] == []

@@ -12,7 +12,7 @@ from typing import Any, Final, Self, TypeVar
 
 import redis.exceptions
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -33,6 +33,9 @@ logger: Final = logging.getLogger("cronofy_async")
 T = TypeVar("T")
 
 # What a failing Redis raises through redis-py: its own errors, a socket's, a timeout.
+_POOL_SIZE: Final = 100
+"""Connections a limiter built from a URL opens at most per event loop (as redis-py's pool)."""
+
 _REDIS_FAILURES: Final = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 
@@ -64,6 +67,14 @@ class _Connection:
         self.client = client
         self.reserve: AsyncScript = client.register_script(RESERVE)
         self.pause: AsyncScript = client.register_script(PAUSE)
+        # redis-py's plain pool raises MaxConnectionsError past its size instead of waiting:
+        # our callers past it queue here (within the timeout) while Redis is healthy.
+        pool = client.connection_pool
+        self.slots: asyncio.Semaphore | None = (
+            None
+            if isinstance(pool, BlockingConnectionPool)
+            else asyncio.Semaphore(max(1, pool.max_connections))
+        )
 
 
 class RedisLimiter:
@@ -93,7 +104,11 @@ class RedisLimiter:
     Args:
         redis: a URL (``redis://host:6379/0``, ``rediss://...``, ``unix://...``), whose
             connection the limiter opens and closes (`aclose`, or ``async with``); or a
-            ``redis.asyncio.Redis`` you own, which the limiter never closes.
+            ``redis.asyncio.Redis`` you own, which the limiter never closes. Callers past
+            the connection pool's size wait for a connection (within `timeout`) rather than
+            fail; with a client of yours whose pool is not a ``BlockingConnectionPool``, the
+            limiter queues its own calls to the pool's size, but your other uses of that pool
+            share it.
         rate_limit: the budget every process of the namespace shares (Cronofy's 50/s and
             500/min by default). Give every process the same one.
         namespace: names the shared budget: processes with the same Redis and namespace share
@@ -230,7 +245,11 @@ class RedisLimiter:
         """Run one exchange with Redis, bounded by `timeout`; any failure becomes ours."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await command(self._connection())
+                connection = self._connection()
+                if connection.slots is None:
+                    return await command(connection)
+                async with connection.slots:
+                    return await command(connection)
         except _REDIS_FAILURES as exc:
             reason = (
                 f"no answer within {self.timeout:g} s"
@@ -273,6 +292,14 @@ def _client_factory(url: str) -> Callable[[], AsyncRedis]:
         # A couple of quick retries on a fresh connection ride over a restarted server or a
         # stale pooled socket. No socket timeouts: the limiter's own bounds the whole exchange
         # (retries included), and a command it cuts short has its connection dropped.
-        return AsyncRedis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+        # A blocking pool: a caller past its size waits for a connection (the limiter's
+        # timeout bounds the wait) rather than fail while Redis is healthy.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=_POOL_SIZE,
+            timeout=None,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        )
+        return AsyncRedis.from_pool(pool)
 
     return connect
