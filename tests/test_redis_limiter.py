@@ -365,6 +365,82 @@ async def test_a_give_back_redis_refuses_is_logged_and_the_booking_expires(
     assert "could not give a cancelled request's slot back: down" in caplog.text
 
 
+class _Swallowing:
+    """A connection whose `reserve` runs the real script, then swallows one cancel.
+
+    What redis-py does on Python 3.11 when a cancel lands while it opens a connection (its
+    ``wait_for`` returns the finished result and drops the cancel).
+    """
+
+    def __init__(self, real: Any, swallow_on: int) -> None:
+        self.client = real.client
+        self.pause = real.pause
+        self.slots = real.slots
+        self._real = real
+        self._calls = 0
+        self._swallow_on = swallow_on
+        self.waiting = asyncio.Event()
+
+    async def reserve(self, **kwargs: Any) -> Any:
+        self._calls += 1
+        reply = await self._real.reserve(**kwargs)
+        if self._calls == self._swallow_on:
+            self.waiting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass
+        return reply
+
+
+@pytest.mark.parametrize("swallow_on", [1, 2], ids=["booking", "confirming"])
+async def test_a_cancel_redis_py_swallows_still_cancels_and_gives_back(
+    limiter: RedisLimiter, redis_client: redis.asyncio.Redis, redis_namespace: str, swallow_on: int
+) -> None:
+    limiter._clock = clock = HeldClock()
+    if swallow_on == 2:
+        await limiter._reserve("someone-before", 0)  # so this one waits, then confirms
+    swallowing = _Swallowing(limiter._connection(), swallow_on)
+    limiter._connection = lambda: swallowing  # type: ignore[assignment,method-assign,return-value]
+    waiter = asyncio.create_task(limiter.acquire())
+    if swallow_on == 2:
+        await clock.sleeping.wait()
+        clock.release()
+    await swallowing.waiting.wait()
+    waiter.cancel()
+    # A hang guard only: a lost cancel would leave the waiter asleep on the held clock.
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(30):
+            await waiter
+    expected = ["someone-before"] if swallow_on == 2 else []
+    assert [m for m, _ in await log_of(redis_client, redis_namespace)] == expected
+
+
+@pytest.mark.real_time  # callers cancelled by a real 50 ms timeout while a cold limiter connects
+async def test_no_caller_whose_timeout_fired_is_admitted(
+    redis_url: str, redis_namespace: str
+) -> None:
+    limit = RateLimit(per_second=20, per_minute=None)
+    admitted_late: list[int] = []
+    timed_out = 0
+
+    async def one(i: int) -> None:
+        nonlocal timed_out
+        try:
+            async with asyncio.timeout(0.05) as deadline:
+                await limiter.acquire()
+        except TimeoutError:
+            timed_out += 1
+            return
+        if deadline.expired():  # the cancel was lost: the caller would send after its deadline
+            admitted_late.append(i)
+
+    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as limiter:
+        await asyncio.gather(*(one(i) for i in range(60)))
+    assert admitted_late == []
+    assert timed_out > 0
+
+
 # -- the shared 429 pause -------------------------------------------------------------------
 
 

@@ -179,9 +179,14 @@ class RedisLimiter:
         """
         member = os.urandom(9).hex()
         held = 0
+        task = asyncio.current_task()
         try:
             while True:
                 wait_us, held = await self._reserve(member, held)
+                if task is not None and task.cancelling():
+                    # redis-py may swallow a cancel that lands while it opens a connection
+                    # (asyncio.wait_for on 3.11): the caller's deadline passed all the same.
+                    raise asyncio.CancelledError
                 if wait_us <= 0:
                     return
                 await self._clock.sleep(wait_us / 1_000_000)
