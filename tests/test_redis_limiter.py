@@ -159,6 +159,40 @@ def test_the_repr_hides_a_redis_password() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/3?password=hunter2", "redis://127.0.0.1:6379/3?password=***"),
+        (
+            "redis://127.0.0.1/0?db=2&username=alice&PassWord=hunter2&x=a@b",
+            "redis://127.0.0.1/0?db=2&username=***&PassWord=***&x=a@b",
+        ),
+        ("redis://127.0.0.1/0?password%3D=hunter2", "redis://127.0.0.1/0?password%3D=***"),
+        ("redis://127.0.0.1/0?pass%77ord=hunter2", "redis://127.0.0.1/0?pass%77ord=***"),
+        ("redis://alice@127.0.0.1/0", "redis://***@127.0.0.1/0"),
+        ("redis://alice:hun@ter2@127.0.0.1/0", "redis://***@127.0.0.1/0"),
+        ("unix://alice:hunter2@/run/redis.sock?db=1", "unix://***@/run/redis.sock?db=1"),
+        ("unix:///run/redis.sock?db=1&password=hunter2", "unix:///run/redis.sock?db=1&password=***"),
+        ("rediss://127.0.0.1/0?client_name=a@b", "rediss://127.0.0.1/0?client_name=a@b"),
+        ("redis://127.0.0.1/0#hunter2", "redis://127.0.0.1/0#***"),
+    ],
+)
+def test_the_repr_hides_every_password_and_user_name(url: str, shown: str) -> None:
+    limiter = RedisLimiter(url, namespace="n")
+    assert "hunter2" not in repr(limiter)
+    assert "alice" not in repr(limiter)
+    assert f"RedisLimiter({shown!r}," in repr(limiter)
+
+
+async def test_a_query_password_is_in_no_error_message() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0?password=pw-not-shown", namespace="n")
+    with pytest.raises(LimiterUnavailableError) as caught:
+        await limiter.acquire()
+    await limiter.aclose()
+    assert "pw-not-shown" not in str(caught.value)
+    assert "redis://127.0.0.1:1/0?password=***" in str(caught.value)
+
+
 def test_it_is_a_limiter_the_api_tells_of_429s() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0", namespace="n")
     assert isinstance(limiter, Limiter)

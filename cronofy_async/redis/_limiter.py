@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -48,16 +49,38 @@ def _check_timeout(timeout: object) -> float:
 
 
 def _redacted(url: str) -> str:
-    """The URL as shown in a repr or a message: any password replaced."""
+    """
+    The URL as shown in a repr or a message: the user name and password masked.
+
+    Both where the URL's user info holds them and as query arguments (redis-py reads
+    ``?password=`` and ``?username=`` too); any query argument whose name speaks of a user,
+    a password or a secret is masked, the rest shown as given.
+
+    >>> _redacted("redis://alice:pw@host:6379/3?db=3&password=pw")
+    'redis://***@host:6379/3?db=3&password=***'
+    """
     try:
-        parts = parse_url(url)
+        parse_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"RedisLimiter: not a Redis URL ({exc})") from None
-    if parts.get("password") is None:
-        return url
-    scheme, _, rest = url.partition("://")
-    _credentials, _, where = rest.rpartition("@")
-    return f"{scheme}://***@{where}"
+    parts = urllib.parse.urlsplit(url)
+    _userinfo, at, where = parts.netloc.rpartition("@")
+    netloc = f"***@{where}" if at else where
+    query = "&".join(_redacted_argument(argument) for argument in parts.query.split("&"))
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    shown += f"?{query}" if parts.query else ""
+    return shown + ("#***" if parts.fragment else "")
+
+
+_SECRET_WORDS: Final = ("user", "pass", "auth", "secret", "token", "key")
+
+
+def _redacted_argument(argument: str) -> str:
+    name, equals, _value = argument.partition("=")
+    spoken = urllib.parse.unquote_plus(name).lower()
+    if equals and any(word in spoken for word in _SECRET_WORDS):
+        return f"{name}=***"
+    return argument
 
 
 class _Connection:
