@@ -200,6 +200,96 @@ async def test_a_handler_exception_is_500_without_details(caplog: pytest.LogCapt
     assert PHONE not in caplog.text
 
 
+class HandlerBaseError(BaseException):
+    """A handler's own BaseException subclass."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncio.CancelledError(f"no customer with {PHONE}"),
+        HandlerBaseError(f"no customer with {PHONE}"),
+        GeneratorExit(f"no customer with {PHONE}"),
+    ],
+    ids=type,
+)
+async def test_a_handler_base_exception_is_500_without_details(
+    caplog: pytest.LogCaptureFixture, error: BaseException
+) -> None:
+    # A CancelledError the handler raises while nobody cancels the receiver is its failure.
+    caplog.set_level(logging.DEBUG)
+
+    async def handler(notification: Notification) -> None:
+        raise error
+
+    reply = await call(NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD])
+    assert reply.status == 500
+    assert json.loads(reply.body) == {"error": "handler_failed"}
+    [record] = [r for r in caplog.records if r.name == "cronofy_async.notifications"]
+    assert f"{type(error).__qualname__} raised at" in record.getMessage()
+    assert PHONE not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "reraised", "args"),
+    [
+        (KeyboardInterrupt(f"no customer with {PHONE}"), KeyboardInterrupt, ()),
+        (SystemExit(f"no customer with {PHONE}"), SystemExit, (1,)),
+        (SystemExit(3), SystemExit, (3,)),
+        (SystemExit(), SystemExit, (None,)),
+    ],
+    ids=repr,
+)
+async def test_a_handler_stopping_the_process_is_answered_500_then_re_raised_bare(
+    caplog: pytest.LogCaptureFixture,
+    error: BaseException,
+    reraised: type[BaseException],
+    args: tuple[object, ...],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def handler(notification: Notification) -> None:
+        raise error
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": GOOD, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": raw_signed(GOOD)}
+    with pytest.raises(reraised) as caught:
+        await NotificationReceiver(SECRET, handler)(scope, receive, send)
+    assert sent[0]["status"] == 500
+    # The server logs what escapes: the handler's message (personal data) must not.
+    assert PHONE not in str(caught.value)
+    assert caught.value.__suppress_context__
+    assert caught.value.args == args
+    assert PHONE not in caplog.text
+
+
+async def test_cancelling_the_receiver_while_the_handler_runs_cancels_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    started = asyncio.Event()
+
+    async def handler(notification: Notification) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(
+        call(NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD])
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "handler failed" not in caplog.text  # the server's shutdown, not the handler's fault
+
+
 async def test_a_sync_handler_works_too() -> None:
     seen: list[str] = []
     app = NotificationReceiver(SECRET, lambda n: seen.append(n.type))
