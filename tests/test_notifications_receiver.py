@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -296,6 +298,57 @@ async def test_a_sync_handler_works_too() -> None:
     reply = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
     assert reply.status == 200
     assert seen == ["scheduling_request_time_chosen"]
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_never_blocks_the_server() -> None:
+    # A plain function may block (a database driver, requests): on the event loop it would
+    # hold every other request. The second notification is answered while the first blocks.
+    loop = asyncio.get_running_loop()
+    first_blocking = asyncio.Event()
+    release = threading.Event()
+    threads: list[int] = []
+
+    def handler(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+        if len(threads) == 1:
+            loop.call_soon_threadsafe(first_blocking.set)
+            assert release.wait(10), "the loop never got to the second request"
+
+    app = NotificationReceiver(SECRET, handler)
+    first = asyncio.create_task(call(app, headers=raw_signed(GOOD), chunks=[GOOD]))
+    await first_blocking.wait()
+    second = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
+    release.set()
+    assert (second.status, (await first).status) == (200, 200)
+    assert threading.get_ident() not in threads
+
+
+async def test_async_handlers_stay_on_the_loop() -> None:
+    threads: list[int] = []
+
+    async def handler(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+
+    class Handler:
+        async def __call__(self, notification: Notification) -> None:
+            threads.append(threading.get_ident())
+
+    for each in [handler, functools.partial(handler), Handler()]:
+        reply = await call(NotificationReceiver(SECRET, each), headers=raw_signed(GOOD), chunks=[GOOD])
+        assert reply.status == 200
+    assert threads == [threading.get_ident()] * 3
+
+
+async def test_a_sync_handler_returning_an_awaitable_has_it_awaited() -> None:
+    threads: list[int] = []
+
+    async def later(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+
+    app = NotificationReceiver(SECRET, lambda n: later(n))
+    reply = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
+    assert reply.status == 200
+    assert threads == [threading.get_ident()]
 
 
 async def test_a_sync_handler_that_raises_is_500() -> None:

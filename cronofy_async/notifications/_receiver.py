@@ -83,8 +83,11 @@ class NotificationReceiver:
 
     Args:
         secret: your client secret, or several while you rotate it. Held masked.
-        handler: called with each `Notification`; may be ``async`` or not. Cronofy may
-            deliver a notification more than once: make it idempotent.
+        handler: called with each `Notification`; may be ``async`` or not. An ``async``
+            one runs on the event loop; a plain function runs in a worker thread
+            (``asyncio.to_thread``, as Starlette does), so it may block without holding other
+            requests, but must then be thread-safe. Cronofy may deliver a notification more
+            than once: make it idempotent.
         max_body_size: the largest body read, in bytes.
         body_timeout: seconds to wait for the whole body, or ``None`` for no limit.
 
@@ -111,6 +114,7 @@ class NotificationReceiver:
             raise ConfigurationError("body_timeout must be a positive number of seconds or None")
         self.handler = handler
         """The callable each notification is handed to."""
+        self._on_loop = _is_async(handler)
         self.max_body_size = max_body_size
         """The largest body read, in bytes."""
         self.body_timeout = body_timeout
@@ -166,9 +170,14 @@ class NotificationReceiver:
             logger.warning("rejected a signed notification: %s", error)
             raise _Answer(400, "invalid_notification") from None
         try:
-            result = self.handler(notification)
-            if inspect.isawaitable(result):
-                await result
+            if self._on_loop:
+                await self.handler(notification)  # type: ignore[misc]
+            else:
+                # As Starlette runs a plain function: in a thread, so a blocking handler
+                # (a database driver, an HTTP call) never holds the other requests.
+                result = await asyncio.to_thread(self.handler, notification)
+                if inspect.isawaitable(result):
+                    await result
         except BaseException as error:
             if isinstance(error, asyncio.CancelledError) and _being_cancelled():
                 raise  # the server cancels this request (shutdown, client gone): not a failure
@@ -231,6 +240,14 @@ def _content_length(scope: Scope) -> int | None:
 def _request_id(notification: Notification) -> str:
     request = notification.scheduling_request
     return "no scheduling request" if request is None else request.scheduling_request_id
+
+
+def _is_async(handler: object) -> bool:
+    """Whether calling `handler` makes a coroutine (an ``async def``, a partial of one, an
+    object with an ``async def __call__``), so it runs on the event loop."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - the method, not callability
+    )
 
 
 def _being_cancelled() -> bool:
