@@ -7,8 +7,10 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -224,7 +226,9 @@ async def test_a_handler_base_exception_is_500_without_details(
     async def handler(notification: Notification) -> None:
         raise error
 
-    reply = await call(NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD])
+    reply = await call(
+        NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD]
+    )
     assert reply.status == 500
     assert json.loads(reply.body) == {"error": "handler_failed"}
     [record] = [r for r in caplog.records if r.name == "cronofy_async.notifications"]
@@ -334,7 +338,9 @@ async def test_async_handlers_stay_on_the_loop() -> None:
             threads.append(threading.get_ident())
 
     for each in [handler, functools.partial(handler), Handler()]:
-        reply = await call(NotificationReceiver(SECRET, each), headers=raw_signed(GOOD), chunks=[GOOD])
+        reply = await call(
+            NotificationReceiver(SECRET, each), headers=raw_signed(GOOD), chunks=[GOOD]
+        )
         assert reply.status == 200
     assert threads == [threading.get_ident()] * 3
 
@@ -767,4 +773,30 @@ async def test_mounted_in_starlette() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://x") as c:
         response = await c.post("/cronofy/notifications", content=GOOD, headers=signed(GOOD))
     assert response.status_code == 200
+    assert len(recorder.seen) == 1
+
+
+def documented_framework_block() -> str:
+    """The docs' block that puts the receiver into a Starlette app."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "notifications.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "starlette" in b]
+    return block
+
+
+async def test_the_documented_starlette_form_answers_on_the_exact_url() -> None:
+    # Cronofy POSTs to the URL as registered, with no trailing slash: a Starlette Mount there
+    # answers 307 and the notification never reaches the receiver.
+    from starlette import applications
+
+    recorder = Recorder()
+    scope: dict[str, Any] = {"secret": SECRET, "on_notification": recorder}
+    scope["NotificationReceiver"] = NotificationReceiver
+    exec(documented_framework_block(), scope)  # noqa: S102 - our own docs
+    web = applications.Starlette(routes=scope["routes"])
+    transport = httpx.ASGITransport(app=web)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+        response = await c.post("/cronofy/notifications", content=GOOD, headers=signed(GOOD))
+        wrong = await c.get("/cronofy/notifications")
+    assert response.status_code == 200
+    assert wrong.status_code == 405  # the receiver's own answer, not the router's
     assert len(recorder.seen) == 1

@@ -172,7 +172,10 @@ def test_the_repr_hides_a_redis_password() -> None:
         ("redis://alice@127.0.0.1/0", "redis://***@127.0.0.1/0"),
         ("redis://alice:hun@ter2@127.0.0.1/0", "redis://***@127.0.0.1/0"),
         ("unix://alice:hunter2@/run/redis.sock?db=1", "unix://***@/run/redis.sock?db=1"),
-        ("unix:///run/redis.sock?db=1&password=hunter2", "unix:///run/redis.sock?db=1&password=***"),
+        (
+            "unix:///run/redis.sock?db=1&password=hunter2",
+            "unix:///run/redis.sock?db=1&password=***",
+        ),
         ("rediss://127.0.0.1/0?client_name=a@b", "rediss://127.0.0.1/0?client_name=a@b"),
         ("redis://127.0.0.1/0#hunter2", "redis://127.0.0.1/0#***"),
     ],

@@ -68,7 +68,7 @@ class NotificationReceiver:
                 await mark_booked(notification.correlation_id)
 
         app = NotificationReceiver(os.environ["CRONOFY_CLIENT_SECRET"], on_notification)
-        # uvicorn module:app, or Starlette: Mount("/cronofy/notifications", app=app)
+        # uvicorn module:app, or Starlette: Route("/cronofy/notifications", app)
 
     Every request gets one of: 405 (not a POST, with ``Allow: POST``), 401 (missing or bad
     signature: the handler is never called), 413 (body over `max_body_size`; reading stops
