@@ -478,6 +478,30 @@ async def test_no_caller_whose_timeout_fired_is_admitted(
     assert timed_out > 0
 
 
+async def test_a_waiter_whose_booking_a_restart_lost_books_again(
+    limiter: RedisLimiter, redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    # A Redis restarted without persistence forgets every booking: a waiter booked before it
+    # must not go at its old time while newcomers book against the empty log.
+    clock = limiter._clock = HeldClock()
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await clock.sleeping.wait()
+    await redis_client.delete(limiter.keys.log)  # what a restart leaves
+    _wait, newcomer = await limiter._reserve("newcomer", 0)
+    clock.release()
+    await asyncio.sleep(0)
+    while not clock.sleeping.is_set():  # the waiter confirms with Redis
+        await asyncio.sleep(0)
+    assert len(clock.sleeps) == 2  # told to wait again, not admitted
+    [(_n, first), (_m, rebooked)] = await log_of(redis_client, redis_namespace)
+    assert first == newcomer
+    assert rebooked - newcomer == 1_050_000  # spaced after the newcomer
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
 # -- the shared 429 pause -------------------------------------------------------------------
 
 
