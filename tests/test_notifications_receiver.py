@@ -337,7 +337,12 @@ async def test_async_handlers_stay_on_the_loop() -> None:
         async def __call__(self, notification: Notification) -> None:
             threads.append(threading.get_ident())
 
-    for each in [handler, functools.partial(handler), Handler()]:
+    handlers: list[Callable[[Notification], Awaitable[None]]] = [
+        handler,
+        functools.partial(handler),
+        Handler(),
+    ]
+    for each in handlers:
         reply = await call(
             NotificationReceiver(SECRET, each), headers=raw_signed(GOOD), chunks=[GOOD]
         )
@@ -780,7 +785,7 @@ def documented_framework_block() -> str:
     """The docs' block that puts the receiver into a Starlette app."""
     page = (Path(__file__).resolve().parent.parent / "docs" / "notifications.md").read_text()
     [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "starlette" in b]
-    return block
+    return str(block)
 
 
 async def test_the_documented_starlette_form_answers_on_the_exact_url() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -423,10 +424,8 @@ class _Swallowing:
         reply = await self._real.reserve(**kwargs)
         if self._calls == self._swallow_on:
             self.waiting.set()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                pass
         return reply
 
 
@@ -465,14 +464,14 @@ async def test_no_caller_whose_timeout_fired_is_admitted(
         nonlocal timed_out
         try:
             async with asyncio.timeout(0.05) as deadline:
-                await limiter.acquire()
+                await shared.acquire()
         except TimeoutError:
             timed_out += 1
             return
         if deadline.expired():  # the cancel was lost: the caller would send after its deadline
             admitted_late.append(i)
 
-    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as limiter:
+    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as shared:
         await asyncio.gather(*(one(i) for i in range(60)))
     assert admitted_late == []
     assert timed_out > 0
@@ -490,9 +489,8 @@ async def test_a_waiter_whose_booking_a_restart_lost_books_again(
     await redis_client.delete(limiter.keys.log)  # what a restart leaves
     _wait, newcomer = await limiter._reserve("newcomer", 0)
     clock.release()
-    await asyncio.sleep(0)
-    while not clock.sleeping.is_set():  # the waiter confirms with Redis
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the waiter wakes, then confirms with Redis and sleeps again
+    await clock.sleeping.wait()
     assert len(clock.sleeps) == 2  # told to wait again, not admitted
     [(_n, first), (_m, rebooked)] = await log_of(redis_client, redis_namespace)
     assert first == newcomer

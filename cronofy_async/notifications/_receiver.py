@@ -243,8 +243,11 @@ def _request_id(notification: Notification) -> str:
 
 
 def _is_async(handler: object) -> bool:
-    """Whether calling `handler` makes a coroutine (an ``async def``, a partial of one, an
-    object with an ``async def __call__``), so it runs on the event loop."""
+    """
+    Whether calling `handler` makes a coroutine, so it runs on the event loop.
+
+    An ``async def``, a partial of one, or an object with an ``async def __call__``.
+    """
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - the method, not callability
     )

@@ -206,10 +206,7 @@ class RedisLimiter:
         try:
             while True:
                 wait_us, held = await self._reserve(member, held)
-                if task is not None and task.cancelling():
-                    # redis-py may swallow a cancel that lands while it opens a connection
-                    # (asyncio.wait_for on 3.11): the caller's deadline passed all the same.
-                    raise asyncio.CancelledError
+                _raise_if_cancelling(task)
                 if wait_us <= 0:
                     return
                 await self._clock.sleep(wait_us / 1_000_000)
@@ -313,6 +310,13 @@ class RedisLimiter:
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
         await asyncio.shield(task)
+
+
+def _raise_if_cancelling(task: asyncio.Task[Any] | None) -> None:
+    # redis-py may swallow a cancel that lands while it opens a connection (asyncio.wait_for
+    # on 3.11): the caller's deadline passed all the same, so the cancel still stands.
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _client_factory(url: str) -> Callable[[], AsyncRedis]:
