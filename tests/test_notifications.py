@@ -480,6 +480,8 @@ def test_link_metadata_round_trips_through_a_query_parser() -> None:
         ("https://x/r", {"utm_term": "x" * 1000}, "utm_term", "at most 128"),
         ("https://x/r", {"utm_source": ""}, "utm_source", "must not be empty"),
         ("https://x/r", {"correlation_id": 42}, "correlation_id", "got int"),
+        ("https://x/r", {"correlation_id": "\ud800"}, "correlation_id", "lone surrogate at 0"),
+        ("https://x/r", {"utm_content": "ab\udfff"}, "utm_content", "lone surrogate at 2"),
         ("/r/abc", {"correlation_id": "a"}, "url", "absolute http(s) URL"),
         ("ftp://x/r", {"correlation_id": "a"}, "url", "absolute http(s) URL"),
         (None, {"correlation_id": "a"}, "url", "got NoneType"),

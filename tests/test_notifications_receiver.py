@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -200,12 +204,162 @@ async def test_a_handler_exception_is_500_without_details(caplog: pytest.LogCapt
     assert PHONE not in caplog.text
 
 
+class HandlerBaseError(BaseException):
+    """A handler's own BaseException subclass."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncio.CancelledError(f"no customer with {PHONE}"),
+        HandlerBaseError(f"no customer with {PHONE}"),
+        GeneratorExit(f"no customer with {PHONE}"),
+    ],
+    ids=type,
+)
+async def test_a_handler_base_exception_is_500_without_details(
+    caplog: pytest.LogCaptureFixture, error: BaseException
+) -> None:
+    # A CancelledError the handler raises while nobody cancels the receiver is its failure.
+    caplog.set_level(logging.DEBUG)
+
+    async def handler(notification: Notification) -> None:
+        raise error
+
+    reply = await call(
+        NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD]
+    )
+    assert reply.status == 500
+    assert json.loads(reply.body) == {"error": "handler_failed"}
+    [record] = [r for r in caplog.records if r.name == "cronofy_async.notifications"]
+    assert f"{type(error).__qualname__} raised at" in record.getMessage()
+    assert PHONE not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "reraised", "args"),
+    [
+        (KeyboardInterrupt(f"no customer with {PHONE}"), KeyboardInterrupt, ()),
+        (SystemExit(f"no customer with {PHONE}"), SystemExit, (1,)),
+        (SystemExit(3), SystemExit, (3,)),
+        (SystemExit(), SystemExit, (None,)),
+    ],
+    ids=repr,
+)
+async def test_a_handler_stopping_the_process_is_answered_500_then_re_raised_bare(
+    caplog: pytest.LogCaptureFixture,
+    error: BaseException,
+    reraised: type[BaseException],
+    args: tuple[object, ...],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def handler(notification: Notification) -> None:
+        raise error
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": GOOD, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": raw_signed(GOOD)}
+    with pytest.raises(reraised) as caught:
+        await NotificationReceiver(SECRET, handler)(scope, receive, send)
+    assert sent[0]["status"] == 500
+    # The server logs what escapes: the handler's message (personal data) must not.
+    assert PHONE not in str(caught.value)
+    assert caught.value.__suppress_context__
+    assert caught.value.args == args
+    assert PHONE not in caplog.text
+
+
+async def test_cancelling_the_receiver_while_the_handler_runs_cancels_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    started = asyncio.Event()
+
+    async def handler(notification: Notification) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(
+        call(NotificationReceiver(SECRET, handler), headers=raw_signed(GOOD), chunks=[GOOD])
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "handler failed" not in caplog.text  # the server's shutdown, not the handler's fault
+
+
 async def test_a_sync_handler_works_too() -> None:
     seen: list[str] = []
     app = NotificationReceiver(SECRET, lambda n: seen.append(n.type))
     reply = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
     assert reply.status == 200
     assert seen == ["scheduling_request_time_chosen"]
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_never_blocks_the_server() -> None:
+    # A plain function may block (a database driver, requests): on the event loop it would
+    # hold every other request. The second notification is answered while the first blocks.
+    loop = asyncio.get_running_loop()
+    first_blocking = asyncio.Event()
+    release = threading.Event()
+    threads: list[int] = []
+
+    def handler(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+        if len(threads) == 1:
+            loop.call_soon_threadsafe(first_blocking.set)
+            assert release.wait(10), "the loop never got to the second request"
+
+    app = NotificationReceiver(SECRET, handler)
+    first = asyncio.create_task(call(app, headers=raw_signed(GOOD), chunks=[GOOD]))
+    await first_blocking.wait()
+    second = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
+    release.set()
+    assert (second.status, (await first).status) == (200, 200)
+    assert threading.get_ident() not in threads
+
+
+async def test_async_handlers_stay_on_the_loop() -> None:
+    threads: list[int] = []
+
+    async def handler(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+
+    class Handler:
+        async def __call__(self, notification: Notification) -> None:
+            threads.append(threading.get_ident())
+
+    handlers: list[Callable[[Notification], Awaitable[None]]] = [
+        handler,
+        functools.partial(handler),
+        Handler(),
+    ]
+    for each in handlers:
+        reply = await call(
+            NotificationReceiver(SECRET, each), headers=raw_signed(GOOD), chunks=[GOOD]
+        )
+        assert reply.status == 200
+    assert threads == [threading.get_ident()] * 3
+
+
+async def test_a_sync_handler_returning_an_awaitable_has_it_awaited() -> None:
+    threads: list[int] = []
+
+    async def later(notification: Notification) -> None:
+        threads.append(threading.get_ident())
+
+    app = NotificationReceiver(SECRET, lambda n: later(n))
+    reply = await call(app, headers=raw_signed(GOOD), chunks=[GOOD])
+    assert reply.status == 200
+    assert threads == [threading.get_ident()]
 
 
 async def test_a_sync_handler_that_raises_is_500() -> None:
@@ -624,4 +778,30 @@ async def test_mounted_in_starlette() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://x") as c:
         response = await c.post("/cronofy/notifications", content=GOOD, headers=signed(GOOD))
     assert response.status_code == 200
+    assert len(recorder.seen) == 1
+
+
+def documented_framework_block() -> str:
+    """The docs' block that puts the receiver into a Starlette app."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "notifications.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "starlette" in b]
+    return str(block)
+
+
+async def test_the_documented_starlette_form_answers_on_the_exact_url() -> None:
+    # Cronofy POSTs to the URL as registered, with no trailing slash: a Starlette Mount there
+    # answers 307 and the notification never reaches the receiver.
+    from starlette import applications
+
+    recorder = Recorder()
+    scope: dict[str, Any] = {"secret": SECRET, "on_notification": recorder}
+    scope["NotificationReceiver"] = NotificationReceiver
+    exec(documented_framework_block(), scope)  # noqa: S102 - our own docs
+    web = applications.Starlette(routes=scope["routes"])
+    transport = httpx.ASGITransport(app=web)
+    async with httpx.AsyncClient(transport=transport, base_url="http://x") as c:
+        response = await c.post("/cronofy/notifications", content=GOOD, headers=signed(GOOD))
+        wrong = await c.get("/cronofy/notifications")
+    assert response.status_code == 200
+    assert wrong.status_code == 405  # the receiver's own answer, not the router's
     assert len(recorder.seen) == 1

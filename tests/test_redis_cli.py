@@ -111,6 +111,29 @@ async def test_redis_down_fails_every_row_and_sends_nothing(tmp_path: Path) -> N
     assert summary_counts(out)["failed"] == 3
 
 
+@pytest.mark.parametrize(
+    "redis_url",
+    ["redis://127.0.0.1:1/0?password=TopSecretRedisPw", "redis://:TopSecretRedisPw@127.0.0.1:1/0"],
+)
+async def test_a_redis_password_is_in_no_output_or_results_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("CRONOFY_REDIS_URL", redis_url)
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None)
+    source = write_csv(tmp_path / "in.csv", people(2))
+    output = tmp_path / "o.jsonl"
+    async with fake.serve() as url:
+        argv = [str(source), "-o", str(output), "--host", "acc_1", "--summary", "Hi"]
+        status, out, err = await run(batch_args(*argv, "--base-url", url, "--plain"))
+    assert status == 1
+    assert fake.received == 0
+    errors = [r["error"] for r in records(output) if r["outcome"] == "failed"]
+    assert len(errors) == 2
+    assert all("redis://" in e and "***" in e for e in errors)
+    for text in (output.read_text(), out, err):
+        assert "TopSecretRedisPw" not in text
+
+
 async def test_the_redis_url_may_come_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -159,6 +160,43 @@ def test_the_repr_hides_a_redis_password() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/3?password=hunter2", "redis://127.0.0.1:6379/3?password=***"),
+        (
+            "redis://127.0.0.1/0?db=2&username=alice&PassWord=hunter2&x=a@b",
+            "redis://127.0.0.1/0?db=2&username=***&PassWord=***&x=a@b",
+        ),
+        ("redis://127.0.0.1/0?password%3D=hunter2", "redis://127.0.0.1/0?password%3D=***"),
+        ("redis://127.0.0.1/0?pass%77ord=hunter2", "redis://127.0.0.1/0?pass%77ord=***"),
+        ("redis://alice@127.0.0.1/0", "redis://***@127.0.0.1/0"),
+        ("redis://alice:hun@ter2@127.0.0.1/0", "redis://***@127.0.0.1/0"),
+        ("unix://alice:hunter2@/run/redis.sock?db=1", "unix://***@/run/redis.sock?db=1"),
+        (
+            "unix:///run/redis.sock?db=1&password=hunter2",
+            "unix:///run/redis.sock?db=1&password=***",
+        ),
+        ("rediss://127.0.0.1/0?client_name=a@b", "rediss://127.0.0.1/0?client_name=a@b"),
+        ("redis://127.0.0.1/0#hunter2", "redis://127.0.0.1/0#***"),
+    ],
+)
+def test_the_repr_hides_every_password_and_user_name(url: str, shown: str) -> None:
+    limiter = RedisLimiter(url, namespace="n")
+    assert "hunter2" not in repr(limiter)
+    assert "alice" not in repr(limiter)
+    assert f"RedisLimiter({shown!r}," in repr(limiter)
+
+
+async def test_a_query_password_is_in_no_error_message() -> None:
+    limiter = RedisLimiter("redis://127.0.0.1:1/0?password=pw-not-shown", namespace="n")
+    with pytest.raises(LimiterUnavailableError) as caught:
+        await limiter.acquire()
+    await limiter.aclose()
+    assert "pw-not-shown" not in str(caught.value)
+    assert "redis://127.0.0.1:1/0?password=***" in str(caught.value)
+
+
 def test_it_is_a_limiter_the_api_tells_of_429s() -> None:
     limiter = RedisLimiter("redis://127.0.0.1:1/0", namespace="n")
     assert isinstance(limiter, Limiter)
@@ -291,6 +329,7 @@ class _Stalling:
     def __init__(self, real: Any, stall_on: int) -> None:
         self.client = real.client
         self.pause = real.pause
+        self.slots = real.slots
         self._real = real
         self._calls = 0
         self._stall_on = stall_on
@@ -362,6 +401,103 @@ async def test_a_give_back_redis_refuses_is_logged_and_the_booking_expires(
     ):
         await waiter
     assert "could not give a cancelled request's slot back: down" in caplog.text
+
+
+class _Swallowing:
+    """A connection whose `reserve` runs the real script, then swallows one cancel.
+
+    What redis-py does on Python 3.11 when a cancel lands while it opens a connection (its
+    ``wait_for`` returns the finished result and drops the cancel).
+    """
+
+    def __init__(self, real: Any, swallow_on: int) -> None:
+        self.client = real.client
+        self.pause = real.pause
+        self.slots = real.slots
+        self._real = real
+        self._calls = 0
+        self._swallow_on = swallow_on
+        self.waiting = asyncio.Event()
+
+    async def reserve(self, **kwargs: Any) -> Any:
+        self._calls += 1
+        reply = await self._real.reserve(**kwargs)
+        if self._calls == self._swallow_on:
+            self.waiting.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return reply
+
+
+@pytest.mark.parametrize("swallow_on", [1, 2], ids=["booking", "confirming"])
+async def test_a_cancel_redis_py_swallows_still_cancels_and_gives_back(
+    limiter: RedisLimiter, redis_client: redis.asyncio.Redis, redis_namespace: str, swallow_on: int
+) -> None:
+    limiter._clock = clock = HeldClock()
+    if swallow_on == 2:
+        await limiter._reserve("someone-before", 0)  # so this one waits, then confirms
+    swallowing = _Swallowing(limiter._connection(), swallow_on)
+    limiter._connection = lambda: swallowing  # type: ignore[assignment,method-assign,return-value]
+    waiter = asyncio.create_task(limiter.acquire())
+    if swallow_on == 2:
+        await clock.sleeping.wait()
+        clock.release()
+    await swallowing.waiting.wait()
+    waiter.cancel()
+    # A hang guard only: a lost cancel would leave the waiter asleep on the held clock.
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(30):
+            await waiter
+    expected = ["someone-before"] if swallow_on == 2 else []
+    assert [m for m, _ in await log_of(redis_client, redis_namespace)] == expected
+
+
+@pytest.mark.real_time  # callers cancelled by a real 50 ms timeout while a cold limiter connects
+async def test_no_caller_whose_timeout_fired_is_admitted(
+    redis_url: str, redis_namespace: str
+) -> None:
+    limit = RateLimit(per_second=20, per_minute=None)
+    admitted_late: list[int] = []
+    timed_out = 0
+
+    async def one(i: int) -> None:
+        nonlocal timed_out
+        try:
+            async with asyncio.timeout(0.05) as deadline:
+                await shared.acquire()
+        except TimeoutError:
+            timed_out += 1
+            return
+        if deadline.expired():  # the cancel was lost: the caller would send after its deadline
+            admitted_late.append(i)
+
+    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as shared:
+        await asyncio.gather(*(one(i) for i in range(60)))
+    assert admitted_late == []
+    assert timed_out > 0
+
+
+async def test_a_waiter_whose_booking_a_restart_lost_books_again(
+    limiter: RedisLimiter, redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    # A Redis restarted without persistence forgets every booking: a waiter booked before it
+    # must not go at its old time while newcomers book against the empty log.
+    clock = limiter._clock = HeldClock()
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await clock.sleeping.wait()
+    await redis_client.delete(limiter.keys.log)  # what a restart leaves
+    _wait, newcomer = await limiter._reserve("newcomer", 0)
+    clock.release()
+    await asyncio.sleep(0)  # the waiter wakes, then confirms with Redis and sleeps again
+    await clock.sleeping.wait()
+    assert len(clock.sleeps) == 2  # told to wait again, not admitted
+    [(_n, first), (_m, rebooked)] = await log_of(redis_client, redis_namespace)
+    assert first == newcomer
+    assert rebooked - newcomer == 1_050_000  # spaced after the newcomer
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
 
 
 # -- the shared 429 pause -------------------------------------------------------------------
@@ -657,3 +793,29 @@ async def test_keys_expire_on_their_own(
     for key in (limiter.keys.log, limiter.keys.pause):
         ttl = await redis_client.pttl(key)
         assert 0 < ttl <= (RETENTION_FLOOR + 2) * 1000
+
+
+# -- many callers at once in one process ------------------------------------------------------
+
+
+async def test_more_callers_than_connections_all_get_through(
+    redis_url: str, redis_namespace: str
+) -> None:
+    # redis-py's pool holds 100 connections and raises past them: the callers beyond must
+    # wait for a connection, never fail while Redis is healthy.
+    limit = RateLimit(per_second=None, per_minute=None)
+    async with RedisLimiter(redis_url, limit, namespace=redis_namespace) as limiter:
+        results = await asyncio.gather(
+            *(limiter.acquire() for _ in range(300)), return_exceptions=True
+        )
+    assert [r for r in results if r is not None] == []
+
+
+async def test_more_callers_than_a_callers_pool_holds_all_get_through(
+    redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    assert redis_client.connection_pool.max_connections == 100  # redis-py's default pool
+    limit = RateLimit(per_second=None, per_minute=None)
+    limiter = RedisLimiter(redis_client, limit, namespace=redis_namespace)
+    results = await asyncio.gather(*(limiter.acquire() for _ in range(300)), return_exceptions=True)
+    assert [r for r in results if r is not None] == []

@@ -39,6 +39,13 @@ def _check(field: str, value: object) -> str:
             field,
             f"{len(value)} characters; Cronofy stores at most {MAX_LINK_METADATA_LENGTH}",
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (from a bad decode upstream) cannot go in a URL as UTF-8.
+        raise PayloadError(
+            field, f"is not valid Unicode text: a lone surrogate at {exc.start}"
+        ) from None
     return value
 
 
@@ -72,7 +79,8 @@ def add_link_metadata(
 
     Raises:
         PayloadError: `url` is not an absolute http(s) URL, or a value is not a string, is
-            empty or is over 128 characters; its `field` names which.
+            empty, is over 128 characters or holds a lone surrogate; its `field` names
+            which.
 
     """
     values: Mapping[str, str | None] = {

@@ -44,12 +44,17 @@ class _Disconnected(Exception):  # noqa: N818 - an event, not an error
 
 
 class _Answer(Exception):  # noqa: N818 - an instruction, not an error
-    """Stop handling and answer `status` with `error` (a fixed code, never request data)."""
+    """
+    Stop handling and answer `status` with `error` (a fixed code, never request data).
 
-    def __init__(self, status: int, error: str) -> None:
+    `then`, if given, is raised once the answer is sent: the handler asked the process to stop.
+    """
+
+    def __init__(self, status: int, error: str, then: BaseException | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.then = then
 
 
 class NotificationReceiver:
@@ -63,17 +68,26 @@ class NotificationReceiver:
                 await mark_booked(notification.correlation_id)
 
         app = NotificationReceiver(os.environ["CRONOFY_CLIENT_SECRET"], on_notification)
-        # uvicorn module:app, or Starlette: Mount("/cronofy/notifications", app=app)
+        # uvicorn module:app, or Starlette: Route("/cronofy/notifications", app)
 
     Every request gets one of: 405 (not a POST, with ``Allow: POST``), 401 (missing or bad
     signature: the handler is never called), 413 (body over `max_body_size`; reading stops
     there), 408 (body slower than `body_timeout`), 400 (not a notification), 500 (the handler
     raised: logged, no details answered) or 200 (the handler returned).
 
+    A handler raising any exception gets a 500, a log line naming only the exception's class
+    and where it was raised, never its message. Even a ``BaseException``: a
+    ``KeyboardInterrupt`` or ``SystemExit`` is raised again once answered (without its
+    message, which the server would log), so the process still stops; a ``CancelledError``
+    propagates only when the server itself cancels the request.
+
     Args:
         secret: your client secret, or several while you rotate it. Held masked.
-        handler: called with each `Notification`; may be ``async`` or not. Cronofy may
-            deliver a notification more than once: make it idempotent.
+        handler: called with each `Notification`; may be ``async`` or not. An ``async``
+            one runs on the event loop; a plain function runs in a worker thread
+            (``asyncio.to_thread``, as Starlette does), so it may block without holding other
+            requests, but must then be thread-safe. Cronofy may deliver a notification more
+            than once: make it idempotent.
         max_body_size: the largest body read, in bytes.
         body_timeout: seconds to wait for the whole body, or ``None`` for no limit.
 
@@ -100,6 +114,7 @@ class NotificationReceiver:
             raise ConfigurationError("body_timeout must be a positive number of seconds or None")
         self.handler = handler
         """The callable each notification is handed to."""
+        self._on_loop = _is_async(handler)
         self.max_body_size = max_body_size
         """The largest body read, in bytes."""
         self.body_timeout = body_timeout
@@ -122,6 +137,8 @@ class NotificationReceiver:
             await self._handle(scope, receive)
         except _Answer as answer:
             await _reply(send, answer.status, answer.error)
+            if answer.then is not None:
+                raise answer.then from None
         except _Disconnected:
             logger.info("notification sender disconnected before the body was complete")
         else:
@@ -153,10 +170,17 @@ class NotificationReceiver:
             logger.warning("rejected a signed notification: %s", error)
             raise _Answer(400, "invalid_notification") from None
         try:
-            result = self.handler(notification)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as error:
+            if self._on_loop:
+                await self.handler(notification)  # type: ignore[misc]
+            else:
+                # As Starlette runs a plain function: in a thread, so a blocking handler
+                # (a database driver, an HTTP call) never holds the other requests.
+                result = await asyncio.to_thread(self.handler, notification)
+                if inspect.isawaitable(result):
+                    await result
+        except BaseException as error:
+            if isinstance(error, asyncio.CancelledError) and _being_cancelled():
+                raise  # the server cancels this request (shutdown, client gone): not a failure
             # No message and no traceback text: either may quote the body's personal data.
             logger.error(  # noqa: TRY400 - see above: the exception text is withheld on purpose
                 "notification handler failed on %r for %s: %s raised at %s",
@@ -165,7 +189,9 @@ class NotificationReceiver:
                 type(error).__qualname__,
                 _where(error),
             )
-            raise _Answer(500, "handler_failed") from None
+            # A handler stopping the process still stops it, once answered, but without its
+            # message, which the server would log.
+            raise _Answer(500, "handler_failed", _bare(error)) from None
 
     async def _read(self, receive: Receive) -> bytes:
         try:
@@ -214,6 +240,31 @@ def _content_length(scope: Scope) -> int | None:
 def _request_id(notification: Notification) -> str:
     request = notification.scheduling_request
     return "no scheduling request" if request is None else request.scheduling_request_id
+
+
+def _is_async(handler: object) -> bool:
+    """
+    Whether calling `handler` makes a coroutine, so it runs on the event loop.
+
+    An ``async def``, a partial of one, or an object with an ``async def __call__``.
+    """
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - the method, not callability
+    )
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _bare(error: BaseException) -> BaseException | None:
+    """What to raise after answering a handler's `error`: only a request to stop, bare."""
+    if isinstance(error, KeyboardInterrupt):
+        return KeyboardInterrupt()
+    if isinstance(error, SystemExit):
+        return SystemExit(error.code if error.code is None or isinstance(error.code, int) else 1)
+    return None
 
 
 def _where(error: BaseException) -> str:

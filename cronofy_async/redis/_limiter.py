@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -12,7 +13,7 @@ from typing import Any, Final, Self, TypeVar
 
 import redis.exceptions
 from redis.asyncio import Redis as AsyncRedis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import BlockingConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
@@ -33,6 +34,9 @@ logger: Final = logging.getLogger("cronofy_async")
 T = TypeVar("T")
 
 # What a failing Redis raises through redis-py: its own errors, a socket's, a timeout.
+_POOL_SIZE: Final = 100
+"""Connections a limiter built from a URL opens at most per event loop (as redis-py's pool)."""
+
 _REDIS_FAILURES: Final = (redis.exceptions.RedisError, OSError, TimeoutError)
 
 
@@ -45,16 +49,38 @@ def _check_timeout(timeout: object) -> float:
 
 
 def _redacted(url: str) -> str:
-    """The URL as shown in a repr or a message: any password replaced."""
+    """
+    The URL as shown in a repr or a message: the user name and password masked.
+
+    Both where the URL's user info holds them and as query arguments (redis-py reads
+    ``?password=`` and ``?username=`` too); any query argument whose name speaks of a user,
+    a password or a secret is masked, the rest shown as given.
+
+    >>> _redacted("redis://alice:pw@host:6379/3?db=3&password=pw")
+    'redis://***@host:6379/3?db=3&password=***'
+    """
     try:
-        parts = parse_url(url)
+        parse_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"RedisLimiter: not a Redis URL ({exc})") from None
-    if parts.get("password") is None:
-        return url
-    scheme, _, rest = url.partition("://")
-    _credentials, _, where = rest.rpartition("@")
-    return f"{scheme}://***@{where}"
+    parts = urllib.parse.urlsplit(url)
+    _userinfo, at, where = parts.netloc.rpartition("@")
+    netloc = f"***@{where}" if at else where
+    query = "&".join(_redacted_argument(argument) for argument in parts.query.split("&"))
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    shown += f"?{query}" if parts.query else ""
+    return shown + ("#***" if parts.fragment else "")
+
+
+_SECRET_WORDS: Final = ("user", "pass", "auth", "secret", "token", "key")
+
+
+def _redacted_argument(argument: str) -> str:
+    name, equals, _value = argument.partition("=")
+    spoken = urllib.parse.unquote_plus(name).lower()
+    if equals and any(word in spoken for word in _SECRET_WORDS):
+        return f"{name}=***"
+    return argument
 
 
 class _Connection:
@@ -64,6 +90,14 @@ class _Connection:
         self.client = client
         self.reserve: AsyncScript = client.register_script(RESERVE)
         self.pause: AsyncScript = client.register_script(PAUSE)
+        # redis-py's plain pool raises MaxConnectionsError past its size instead of waiting:
+        # our callers past it queue here (within the timeout) while Redis is healthy.
+        pool = client.connection_pool
+        self.slots: asyncio.Semaphore | None = (
+            None
+            if isinstance(pool, BlockingConnectionPool)
+            else asyncio.Semaphore(max(1, pool.max_connections))
+        )
 
 
 class RedisLimiter:
@@ -93,7 +127,11 @@ class RedisLimiter:
     Args:
         redis: a URL (``redis://host:6379/0``, ``rediss://...``, ``unix://...``), whose
             connection the limiter opens and closes (`aclose`, or ``async with``); or a
-            ``redis.asyncio.Redis`` you own, which the limiter never closes.
+            ``redis.asyncio.Redis`` you own, which the limiter never closes. Callers past
+            the connection pool's size wait for a connection (within `timeout`) rather than
+            fail; with a client of yours whose pool is not a ``BlockingConnectionPool``, the
+            limiter queues its own calls to the pool's size, but your other uses of that pool
+            share it.
         rate_limit: the budget every process of the namespace shares (Cronofy's 50/s and
             500/min by default). Give every process the same one.
         namespace: names the shared budget: processes with the same Redis and namespace share
@@ -164,9 +202,11 @@ class RedisLimiter:
         """
         member = os.urandom(9).hex()
         held = 0
+        task = asyncio.current_task()
         try:
             while True:
                 wait_us, held = await self._reserve(member, held)
+                _raise_if_cancelling(task)
                 if wait_us <= 0:
                     return
                 await self._clock.sleep(wait_us / 1_000_000)
@@ -230,7 +270,11 @@ class RedisLimiter:
         """Run one exchange with Redis, bounded by `timeout`; any failure becomes ours."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await command(self._connection())
+                connection = self._connection()
+                if connection.slots is None:
+                    return await command(connection)
+                async with connection.slots:
+                    return await command(connection)
         except _REDIS_FAILURES as exc:
             reason = (
                 f"no answer within {self.timeout:g} s"
@@ -268,11 +312,26 @@ class RedisLimiter:
         await asyncio.shield(task)
 
 
+def _raise_if_cancelling(task: asyncio.Task[Any] | None) -> None:
+    # redis-py may swallow a cancel that lands while it opens a connection (asyncio.wait_for
+    # on 3.11): the caller's deadline passed all the same, so the cancel still stands.
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _client_factory(url: str) -> Callable[[], AsyncRedis]:
     def connect() -> AsyncRedis:
         # A couple of quick retries on a fresh connection ride over a restarted server or a
         # stale pooled socket. No socket timeouts: the limiter's own bounds the whole exchange
         # (retries included), and a command it cuts short has its connection dropped.
-        return AsyncRedis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+        # A blocking pool: a caller past its size waits for a connection (the limiter's
+        # timeout bounds the wait) rather than fail while Redis is healthy.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=_POOL_SIZE,
+            timeout=None,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        )
+        return AsyncRedis.from_pool(pool)
 
     return connect

@@ -33,8 +33,9 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 local held = tonumber(ARGV[2])
 if held > 0 then
-  -- Woken at its admission: it stands unless a 429 paused everyone past it meanwhile.
-  if pause <= held then
+  -- Woken at its admission: it stands unless a 429 paused everyone past it meanwhile, or
+  -- the booking is gone (a Redis restarted without its data): then it books again.
+  if pause <= held and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
     return {math.max(0, held - now), held}
   end
   redis.call('ZREM', KEYS[1], ARGV[1])

@@ -56,7 +56,14 @@ class Worker:
     ledger: Ledger
 
     async def send(self, invite_id: str) -> str:
-        """Send one invite unless the ledger says another job did; return its state."""
+        """
+        Send one invite unless the ledger says another job did; return its state.
+
+        The claim comes before the pacing wait (inside `create_scheduler_request`), not as
+        the bytes leave: a worker killed while its jobs wait for their turn leaves them
+        ``sending``, then ``unknown`` once redelivered, though they were never sent. Claiming
+        at the send would need the client's internal send hook, which is synchronous.
+        """
         token = f"{os.getpid()}-{os.urandom(8).hex()}"  # who is sending, for the curious
         claim = await self.ledger.claim(invite_id, token)
         if claim != "claimed":
