@@ -291,8 +291,9 @@ def update_body(
     """The ``PATCH`` body: only what changes; refuses an update that changes nothing."""
     body: dict[str, Any] = {}
     if name is not None:
-        if not _require_str("name", name).strip():
+        if not isinstance(name, str) or not name.strip():
             raise PayloadError("name", f"must be a non-blank string, got {name!r}")
+        _require_str("name", name)  # and valid text: no lone surrogate
         body["name"] = name
     if required is not None:
         _check_required("required", required)
