@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 import secrets
 import time
 import urllib.parse
@@ -32,7 +31,13 @@ from .._client import AsyncSchedulerAPI
 from .._errors import ConfigurationError
 from .._payload import MAX_SUMMARY_LENGTH
 from .._ratelimit import RateLimit
-from ._fake_scheduling import DEFAULT_PAGE_SIZE, FakeRequest, FakeScheduling
+from ._fake_scheduling import (
+    DEFAULT_PAGE_SIZE,
+    FakeRequest,
+    FakeScheduling,
+    _error,
+    validate_recipients,
+)
 from ._faults import Fault, Faults
 from ._notify import NotificationFaults
 
@@ -46,7 +51,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _JSON_HEADERS: Final = [(b"content-type", b"application/json; charset=utf-8")]
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class DropConnection(Exception):  # noqa: N818 - it is an instruction, not an error
@@ -96,10 +100,6 @@ class CreatedRequest:
     def invite_key(self) -> tuple[str, str | None, str]:
         """What makes two creates the same logical invite: recipient, host and summary."""
         return (self.email.lower(), self.host, self.summary)
-
-
-def _error(field: str, key: str, description: str) -> dict[str, list[dict[str, str]]]:
-    return {field: [{"key": key, "description": description}]}
 
 
 class _ArrivalLimit:
@@ -509,19 +509,7 @@ class FakeCronofy(FakeScheduling):
     def _validate(self, data: Any, *, impersonated: str | None) -> dict[str, Any]:
         if not isinstance(data, dict):
             return _error("body", "errors.invalid", "must be a JSON object")
-        errors: dict[str, Any] = {}
-        recipients = data.get("recipients")
-        if recipients is None:
-            errors |= _error("recipients", "errors.required", "required")
-        elif not isinstance(recipients, list) or len(recipients) != 1:
-            errors |= _error("recipients", "errors.invalid", "exactly one recipient is supported")
-        else:
-            recipient = recipients[0]
-            email = recipient.get("email") if isinstance(recipient, dict) else None
-            if not email:
-                errors |= _error("recipients.email", "errors.required", "required")
-            elif not isinstance(email, str) or not _EMAIL.fullmatch(email):
-                errors |= _error("recipients.email", "errors.invalid", "invalid email address")
+        errors, _recipient = validate_recipients(data.get("recipients"))
         event = data.get("event")
         summary = event.get("summary") if isinstance(event, dict) else None
         if not isinstance(event, dict):

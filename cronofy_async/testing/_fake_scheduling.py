@@ -382,21 +382,9 @@ class FakeScheduling(FakeNotifications):
     def _validate_scheduling(self, data: Any, *, impersonated: str | None) -> dict[str, Any]:
         if not isinstance(data, dict):
             return _error("body", "errors.invalid", "must be a JSON object")
-        errors: dict[str, Any] = {}
-        recipients = data.get("recipients")
-        if recipients is None:
-            errors |= _error("recipients", "errors.required", "required")
-        elif not isinstance(recipients, list) or len(recipients) != 1:
-            errors |= _error("recipients", "errors.invalid", "exactly one recipient is supported")
-        else:
-            recipient = recipients[0] if isinstance(recipients[0], dict) else {}
-            email = recipient.get("email")
-            if not email:
-                errors |= _error("recipients.email", "errors.required", "required")
-            elif not isinstance(email, str) or not _EMAIL.fullmatch(email):
-                errors |= _error("recipients.email", "errors.invalid", "invalid email address")
-            if not isinstance(recipient.get("slot_selector", False), bool):
-                errors |= _error("recipients.slot_selector", "errors.invalid", "must be a boolean")
+        errors, recipient = validate_recipients(data.get("recipients"))
+        if recipient is not None and not isinstance(recipient.get("slot_selector", False), bool):
+            errors |= _error("recipients.slot_selector", "errors.invalid", "must be a boolean")
         errors |= _validate_event(data.get("event"))
         errors |= self._validate_scheduling_host(data, impersonated=impersonated)
         groups = data.get("collaborator_groups", [])
@@ -589,6 +577,21 @@ class FakeScheduling(FakeNotifications):
         diff = {"members": {"added": added, "removed": removed, "not_resolved": not_resolved}}
         answer = {"selection_rule": self._rule_answer(rule), "diff_applied": diff}
         return "selection_rule:updated", 200, answer
+
+
+def validate_recipients(recipients: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The errors of ``recipients`` (exactly one, with a valid email), and that one recipient."""
+    if recipients is None:
+        return _error("recipients", "errors.required", "required"), None
+    if not isinstance(recipients, list) or len(recipients) != 1:
+        return _error("recipients", "errors.invalid", "exactly one recipient is supported"), None
+    recipient = recipients[0] if isinstance(recipients[0], dict) else {}
+    email = recipient.get("email")
+    if not email:
+        return _error("recipients.email", "errors.required", "required"), recipient
+    if not isinstance(email, str) or not _EMAIL.fullmatch(email):
+        return _error("recipients.email", "errors.invalid", "invalid email address"), recipient
+    return {}, recipient
 
 
 def _validate_event(event: Any) -> dict[str, Any]:
