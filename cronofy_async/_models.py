@@ -66,7 +66,16 @@ def _field(data: Mapping[str, Any], key: str, path: str, *, required: bool = Fal
     return value
 
 
-def _recipient(data: object, path: str) -> ScheduledRecipient:
+def _recipient(data: object, index: int) -> ScheduledRecipient:
+    if type(data) is dict:
+        email, name, url = data.get("email"), data.get("display_name"), data.get("select_url")
+        if (
+            type(email) is str
+            and (name is None or type(name) is str)
+            and (url is None or type(url) is str)
+        ):  # the usual answer, read without the checks below
+            return ScheduledRecipient(email=email, display_name=name, select_url=url, raw=data)
+    path = f"scheduler_request.recipients[{index}]"
     if not isinstance(data, Mapping):
         raise TypeError(f"expected an object, got {type(data).__name__} @ {path}")
     return ScheduledRecipient(
@@ -96,9 +105,7 @@ def structure_scheduler_request(data: object) -> SchedulerRequest:
         raise TypeError(f"expected a list, got {type(recipients).__name__} @ {path}.recipients")
     return SchedulerRequest(
         scheduler_request_id=request_id,  # type: ignore[arg-type]
-        recipients=tuple(
-            _recipient(item, f"{path}.recipients[{i}]") for i, item in enumerate(recipients)
-        ),
+        recipients=tuple([_recipient(item, i) for i, item in enumerate(recipients)]),
         primary_select_url=_field(data, "primary_select_url", path),
         raw=data,
     )

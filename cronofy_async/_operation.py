@@ -66,6 +66,8 @@ class Operation(Generic[T]):
 
 
 JSON_SEPARATORS: Final = (",", ":")
+# One encoder for every body: json.dumps with options builds a new one per call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=JSON_SEPARATORS, allow_nan=False)
 
 
 def json_body(payload: Any) -> bytes:
@@ -75,9 +77,7 @@ def json_body(payload: Any) -> bytes:
     Raises ``ValueError`` for them and ``UnicodeEncodeError`` for a lone surrogate; the builders
     refuse both earlier with a `PayloadError` naming the field.
     """
-    return json.dumps(
-        payload, ensure_ascii=False, separators=JSON_SEPARATORS, allow_nan=False
-    ).encode()
+    return _ENCODER.encode(payload).encode()
 
 
 def _malformed(
@@ -100,6 +100,24 @@ def _malformed(
     )
 
 
+_DECODE: Final = json.JSONDecoder().decode
+
+
+def loads(content: bytes) -> Any:
+    """
+    `json.loads` for a body that is almost always UTF-8, without guessing its encoding first.
+
+    Anything else (a BOM, UTF-16) goes the standard way; raises ``ValueError`` as it does.
+    """
+    try:
+        text = content.decode()
+    except UnicodeDecodeError:
+        return json.loads(content)
+    if text.startswith("\ufeff"):
+        return json.loads(content)
+    return _DECODE(text)
+
+
 def read_json(
     key: str,
     structure: Callable[[Any], T],
@@ -118,7 +136,7 @@ def read_json(
         content: bytes, response: Callable[[], httpx.Response], secret: ClientSecret | None
     ) -> T:
         try:
-            body = json.loads(content)
+            body = loads(content)
         except ValueError:
             body = None
         if not isinstance(body, Mapping):

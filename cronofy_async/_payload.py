@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -45,6 +45,8 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 def _require_str(path: str, value: object) -> str:
     if not isinstance(value, str):
         raise PayloadError(path, f"must be a string, got {type(value).__name__}")
+    if value.isascii():  # the common case, answered without encoding anything
+        return value
     try:
         value.encode()
     except UnicodeEncodeError as exc:
@@ -175,6 +177,8 @@ class Recipient:
     """Fields Cronofy documents that this class does not model yet; merged into the recipient."""
 
     def __attrs_post_init__(self) -> None:
+        if not self.extra:
+            return
         _check_not_in_extra(
             "recipients", self.extra, [("slot_selector", "slot_selector", self.slot_selector)]
         )
@@ -248,6 +252,8 @@ class Event:
     """Documented event fields not modelled yet; merged into the event."""
 
     def __attrs_post_init__(self) -> None:
+        if not self.extra:
+            return
         _check_not_in_extra(
             "event",
             self.extra,
@@ -285,6 +291,11 @@ class GroupRule:
 
 
 def _to_recipients(value: Iterable[Recipient]) -> tuple[Recipient, ...]:
+    # The common case first, without the abstract-class checks below.
+    if type(value) in (list, tuple):
+        items: Sequence[object] = value  # type: ignore[assignment]
+        if len(items) == 1 and type(items[0]) is Recipient:
+            return (items[0],)
     if isinstance(value, Recipient | str | bytes | Mapping) or not isinstance(value, Iterable):
         raise PayloadError("recipients", f"must be a list of Recipient, got {type(value).__name__}")
     recipients = tuple(value)

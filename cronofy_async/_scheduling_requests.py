@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream, collect
-from ._converter import converter, unstructure_event
+from ._converter import unstructure_event, unstructure_recipient
 from ._errors import PayloadError
 from ._operation import Calls, Operation, json_body, no_body, read_json
 from ._payload import Event, Host, Recipient, _check_id, _freeze_extra, _to_recipients
@@ -216,7 +216,7 @@ def scheduling_request_body(request: NewSchedulingRequest) -> dict[str, Any]:
         body["host"] = {"sub": request.host.sub}
     if request.host_group is not None:
         body["host_group"] = _group_body(request.host_group)
-    body["recipients"] = [converter.unstructure(r, Recipient) for r in request.recipients]
+    body["recipients"] = [unstructure_recipient(r) for r in request.recipients]
     if request.collaborator_groups:
         body["collaborator_groups"] = [_group_body(g) for g in request.collaborator_groups]
     body["event"] = unstructure_event(request.event)
