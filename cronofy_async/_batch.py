@@ -20,6 +20,7 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterable,
+    Iterator,
     Mapping,
 )
 from types import TracebackType
@@ -285,12 +286,19 @@ class BatchStream(Generic[Q, M]):
         self._yielded = 0
         self._reading = True
         self._source_error: BaseException | None = None
+        # A plain iterable is read by the workers themselves, each when it takes a slot: no
+        # reader task and no queue between them. An async one has a reader task of its own,
+        # so that a slow input never holds back a worker or a result.
+        self._iterator: Iterator[Q] | None = (
+            None if isinstance(requests, AsyncIterable) else iter(requests)
+        )
 
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> BatchResult[Q, M]:
-        return await self._stream.__anext__()
+    def __anext__(self) -> Awaitable[BatchResult[Q, M]]:
+        # The generator's own awaitable: no coroutine of ours wrapped around it, per item.
+        return self._stream.__anext__()
 
     def stop(self) -> None:
         """
@@ -306,6 +314,8 @@ class BatchStream(Generic[Q, M]):
             self._cancel_unsent()
             if self._reader is not None:
                 self._reader.cancel()  # even mid-read: a slow input must not hold the end back
+            elif self._iterator is not None:
+                self._end_of_input()
 
     async def aclose(self) -> None:
         """Stop the batch: cancel what is in flight and record it in `unfinished`."""
@@ -358,18 +368,61 @@ class BatchStream(Generic[Q, M]):
 
     # -- the workers -------------------------------------------------------------------------
 
+    def _end_of_input(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._done.put_nowait(_WAKE)
+
+    async def _take(self) -> _Item[Q, M] | None:
+        """The next item to send, or ``None`` once there is none for this worker."""
+        iterator = self._iterator
+        if iterator is None:
+            return await self._todo.get()
+        while True:
+            await self._slots.acquire()
+            if not self._reading:
+                self._slots.release()  # another worker's: it may be waiting for this one
+                return None
+            try:
+                request = next(iterator)
+            except StopIteration:
+                self._slots.release()
+                self._end_of_input()
+                return None
+            except (Exception, asyncio.CancelledError) as error:
+                # The input's own failure, raised at the end. A CancelledError out of a
+                # synchronous next() is the input's too: a task's own arrives only at an await.
+                self._source_error = error
+                self._slots.release()
+                self._end_of_input()
+                return None
+            item: _Item[Q, M] = _Item(self._read, request)
+            self._read += 1
+            if self.stopped_by is None:
+                return item
+            # Account for the rest of the input without sending any of it.
+            self._done.put_nowait(item.result(Outcome.NOT_SENT, error=self.stopped_by))
+
     async def _work(self) -> None:
         me = asyncio.current_task()
         assert me is not None  # noqa: S101 - always run as a task
         while True:
             self._idle += 1
             try:
-                item = await self._todo.get()
+                item = await self._take()
             finally:
                 self._idle -= 1
+            if item is None:
+                return
             if self.stopped_by is not None or self._stopping:
                 self._done.put_nowait(item.result(Outcome.NOT_SENT, error=self.stopped_by))
                 continue
+            if (
+                self._iterator is not None
+                and self._idle == 0
+                and len(self._workers) < self._concurrency
+            ):
+                self._workers.append(self._start(self._work()))
             self._busy[me] = item
             try:
                 created = await self._send(item.request, item)
@@ -417,7 +470,10 @@ class BatchStream(Generic[Q, M]):
     # -- the results, in the consumer's task --------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[BatchResult[Q, M], None]:
-        self._reader = self._start(self._read_input())
+        if self._iterator is None:
+            self._reader = self._start(self._read_input())
+        else:
+            self._workers.append(self._start(self._work()))
         try:
             while self._reading or self._yielded < self._read:
                 message = await self._done.get()
@@ -429,9 +485,10 @@ class BatchStream(Generic[Q, M]):
                 self._slots.release()
                 yield message
             reader = self._reader
-            crash = reader.exception() if reader.done() and not reader.cancelled() else None
-            if crash is not None:  # not an Exception of the input's: a BaseException
-                raise crash
+            if reader is not None and reader.done() and not reader.cancelled():
+                crash = reader.exception()
+                if crash is not None:  # not an Exception of the input's: a BaseException
+                    raise crash
             if self._source_error is not None:
                 raise _input_failed(self._source_error, self._read, None) from (self._source_error)
         finally:

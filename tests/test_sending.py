@@ -191,8 +191,15 @@ async def test_stop_sends_nothing_that_waits_for_an_in_flight_slot(
     backend: Backend, held: tuple[HeldServer, str]
 ) -> None:
     server, url = held
+    read: list[NewSchedulerRequest] = []
+
+    def counted() -> Iterator[NewSchedulerRequest]:
+        for request in invites(10):
+            read.append(request)
+            yield request
+
     async with connect(url, backend, max_in_flight=2) as api:
-        stream = api.iter_create_scheduler_requests(invites(10), concurrency=10)
+        stream = api.iter_create_scheduler_requests(counted(), concurrency=10)
         results: list[BatchResult[NewSchedulerRequest, SchedulerRequest]] = []
 
         async def consume() -> None:
@@ -200,7 +207,9 @@ async def test_stop_sends_nothing_that_waits_for_an_in_flight_slot(
                 results.append(result)
 
         task = asyncio.ensure_future(consume())
-        await until(lambda: server.arrived == 2)
+        # Every item read: two on the wire, eight waiting for an in-flight slot.
+        await until(lambda: server.arrived == 2 and len(read) == 10)
+        await asyncio.sleep(0.05)
         stream.stop()
         server.release()
         await task
@@ -426,16 +435,29 @@ def sender_blocking_on(blocked: set[int]) -> Any:
     return send
 
 
+async def _four() -> AsyncIterator[int]:
+    for i in range(4):
+        yield i
+
+
 @pytest.mark.parametrize("how", ["stop", "close"])
-async def test_an_item_read_but_not_yet_picked_up_is_not_sent(how: str) -> None:
-    # Item 2 is read (and queued for a worker) just before the stop or the close.
+@pytest.mark.parametrize("kind", ["async", "plain"])
+async def test_an_item_read_but_not_yet_picked_up_is_not_sent(how: str, kind: str) -> None:
+    # Item 2 is read just before the stop or the close: an async input's reader queues it for
+    # a worker; a plain one's worker reads it itself and is about to send it.
+    source = _four() if kind == "async" else iter(range(4))
     stream: BatchStream[int, str] = BatchStream(
-        None, range(4), concurrency=2, send=sender_blocking_on({1})
+        None, source, concurrency=2, send=sender_blocking_on({1})
     )
     first = await anext(stream)
     assert first.index == 0
-    await asyncio.sleep(0)  # the reader takes the freed slot and queues item 2
-    assert stream._todo.qsize() == 1
+    for _ in range(100):  # one step at a time: catch the moment item 2 has just been read
+        if stream._read == 3:
+            break
+        await asyncio.sleep(0)
+    assert stream._read == 3
+    if kind == "async":
+        assert stream._todo.qsize() == 1
     if how == "stop":
         stream.stop()
         rest = [result async for result in stream]
