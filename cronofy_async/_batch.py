@@ -10,6 +10,7 @@ invite exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-s
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 from collections import Counter
 from collections.abc import (
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
 import attrs
 
+from ._concurrency import InFlightLimit
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -228,6 +230,37 @@ class _Crash:
 
 _WAKE: Final = _Wake()
 
+_Message = Any  # a BatchResult, _WAKE or a _Crash
+
+
+class _Mailbox:
+    """
+    What the workers hand to the one reader of results, in order.
+
+    An ``asyncio.Queue`` without what one reader does not need (capacity, ``join``, many
+    getters): this runs once per item.
+    """
+
+    def __init__(self) -> None:
+        self.items: collections.deque[_Message] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, message: _Message) -> None:
+        self.items.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> _Message:
+        while not self.items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self.items.popleft()
+
+
 Send = Callable[[Q, Callable[[], None]], Awaitable[M]]
 """How a batch sends one item: ``send(item, on_send)``; `on_send` is called as it goes out."""
 
@@ -279,9 +312,9 @@ class BatchStream(Generic[Q, M]):
         self._idle = 0
         self._busy: dict[asyncio.Task[None], _Item[Q, M]] = {}
         self._todo: asyncio.Queue[_Item[Q, M]] = asyncio.Queue()
-        self._done: asyncio.Queue[BatchResult[Q, M] | _Wake | _Crash] = asyncio.Queue()
+        self._done = _Mailbox()
         # Taken for each item read, given back as its result is yielded.
-        self._slots = asyncio.Semaphore(self._concurrency)
+        self._slots = InFlightLimit(self._concurrency)
         self._read = 0
         self._yielded = 0
         self._reading = True
@@ -338,7 +371,7 @@ class BatchStream(Generic[Q, M]):
         source = _aiter(self._requests)
         try:
             while not self._stopping:
-                await self._slots.acquire()
+                await self._slots.take()
                 try:
                     request = await anext(source)
                 except StopAsyncIteration:
@@ -378,22 +411,24 @@ class BatchStream(Generic[Q, M]):
         iterator = self._iterator
         if iterator is None:
             return await self._todo.get()
+        slots = self._slots
         while True:
-            await self._slots.acquire()
+            if not slots.try_take():  # a free slot is taken without a round of the loop
+                await slots.take()
             if not self._reading:
-                self._slots.release()  # another worker's: it may be waiting for this one
+                slots.give()  # another worker's: it may be waiting for this one
                 return None
             try:
                 request = next(iterator)
             except StopIteration:
-                self._slots.release()
+                slots.give()
                 self._end_of_input()
                 return None
             except (Exception, asyncio.CancelledError) as error:
                 # The input's own failure, raised at the end. A CancelledError out of a
                 # synchronous next() is the input's too: a task's own arrives only at an await.
                 self._source_error = error
-                self._slots.release()
+                slots.give()
                 self._end_of_input()
                 return None
             item: _Item[Q, M] = _Item(self._read, request)
@@ -434,7 +469,16 @@ class BatchStream(Generic[Q, M]):
                 outcome = outcome_of(error, sent=item.sent)
                 result = item.result(outcome, error=error, attempts=item.sent)
             else:
-                result = item.result(Outcome.CREATED, created=created, attempts=item.sent)
+                del self._busy[me]
+                result = BatchResult(
+                    index=item.index,
+                    request=item.request,
+                    outcome=Outcome.CREATED,
+                    created=created,
+                    attempts=item.sent,
+                )
+                self._done.put_nowait(result)
+                continue
             del self._busy[me]
             failure = result.error
             if (
@@ -476,19 +520,22 @@ class BatchStream(Generic[Q, M]):
             self._workers.append(self._start(self._work()))
         try:
             while self._reading or self._yielded < self._read:
-                message = await self._done.get()
-                if isinstance(message, _Wake):
-                    continue
-                if isinstance(message, _Crash):
-                    raise message.error
+                waiting = self._done.items
+                message = waiting.popleft() if waiting else await self._done.get()
+                if type(message) is not BatchResult:
+                    if isinstance(message, _Crash):
+                        raise message.error
+                    continue  # _WAKE
                 self._yielded += 1
-                self._slots.release()
+                self._slots.give()
                 yield message
-            reader = self._reader
-            if reader is not None and reader.done() and not reader.cancelled():
-                crash = reader.exception()
-                if crash is not None:  # not an Exception of the input's: a BaseException
-                    raise crash
+            # A task that read the input may have died of it (not an Exception of the input's:
+            # a BaseException) after the end was seen, its crash not yet in the mailbox.
+            for task in (self._reader, *self._workers):
+                if task is not None and task.done() and not task.cancelled():
+                    crash = task.exception()
+                    if crash is not None:
+                        raise crash
             if self._source_error is not None:
                 raise _input_failed(self._source_error, self._read, None) from (self._source_error)
         finally:
@@ -500,8 +547,8 @@ class BatchStream(Generic[Q, M]):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         left: list[BatchResult[Q, M]] = []
-        while not self._done.empty():
-            message = self._done.get_nowait()
+        while self._done.items:
+            message = self._done.items.popleft()
             if isinstance(message, BatchResult):
                 left.append(message)
         while not self._todo.empty():

@@ -225,6 +225,8 @@ class _Shared:
         default=attrs.Factory(lambda self: {"timeout": self.timeout.as_dict()}, takes_self=True)
     )
     """What ``build_request`` would attach (the timeouts), computed once for the direct path."""
+    fast_timeout: Any = None
+    """The fast path's timeouts, made from `extensions` on first use (they never change)."""
     loop: asyncio.AbstractEventLoop | None = None
     """The loop the client's pool belongs to, once one has used it."""
     loop_end: LoopEnd | None = None
@@ -577,18 +579,20 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 method, url, content=body, headers=headers, timeout=shared.timeout
             )
         read, mutates = operation.read, operation.mutates
+        in_flight = shared.in_flight
 
         async def attempt(ready: Callable[[], Awaitable[None]]) -> T:
+            if not in_flight.try_take():  # the common case takes its place without awaiting
+                await in_flight.take()
             try:
-                async with shared.in_flight.hold():
-                    await ready()  # paced, and counted as sent: nothing awaited before the send
-                    if direct is not None:
-                        response = await direct.handle_async_request(http_request)
-                        response.request = http_request
-                    else:
-                        # Streamed, so that a body that cannot be decoded still has a status.
-                        response = await shared.http.send(http_request, stream=True)
-                    await _read_whole(response, http_request)
+                await ready()  # paced, and counted as sent: nothing awaited before the send
+                if direct is not None:
+                    response = await direct.handle_async_request(http_request)
+                    response.request = http_request
+                else:
+                    # Streamed, so that a body that cannot be decoded still has a status.
+                    response = await shared.http.send(http_request, stream=True)
+                await _read_whole(response, http_request)
             except UndecodableBody as exc:
                 raise error_from_undecodable(
                     exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
@@ -596,6 +600,8 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 # A DecodingError here came from a caller's transport that decodes as it sends.
                 raise error_from_exception(exc, http_request, shared.secret) from exc
+            finally:
+                in_flight.give()
             if not response.is_success:
                 raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
             return read(response.content, lambda: response, shared.secret)
@@ -609,26 +615,34 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         headers, raw_headers = self._headers[operation.body is not None]
         method, body, read = operation.method, operation.body, operation.read
         mutates = operation.mutates
-        client_timeout = fast.timeout(shared.extensions["timeout"])  # type: ignore[arg-type]
+        client_timeout = shared.fast_timeout
+        if client_timeout is None:
+            timeouts = shared.extensions["timeout"]
+            client_timeout = shared.fast_timeout = fast.timeout(timeouts)  # type: ignore[arg-type]
 
         def request() -> httpx.Request:
             return httpx.Request(
                 method, url, content=body, headers=headers, extensions=shared.extensions
             )
 
+        in_flight = shared.in_flight
+
         async def attempt(ready: Callable[[], Awaitable[None]]) -> T:
+            if not in_flight.try_take():  # the common case takes its place without awaiting
+                await in_flight.take()
             try:
-                async with shared.in_flight.hold():
-                    await ready()  # paced, and counted as sent: nothing awaited before the send
-                    status, reason, raw, content = await fast.send_raw(
-                        method, url_text, raw_headers, body, client_timeout, request
-                    )
+                await ready()  # paced, and counted as sent: nothing awaited before the send
+                status, reason, raw, content = await fast.send_raw(
+                    method, url_text, raw_headers, body, client_timeout, request
+                )
             except UndecodableBody as exc:
                 raise error_from_undecodable(
                     exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
                 ) from exc.cause
             except httpx.TransportError as exc:
                 raise error_from_exception(exc, exc.request, shared.secret) from exc
+            finally:
+                in_flight.give()
             if 200 <= status < 300:
                 return read(
                     content,

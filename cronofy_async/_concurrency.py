@@ -8,6 +8,8 @@ from typing import Self
 
 __all__ = ["InFlightLimit"]
 
+_running_loop = asyncio.get_running_loop
+
 
 class InFlightLimit:
     """
@@ -32,6 +34,22 @@ class InFlightLimit:
     def hold(self) -> Self:
         """Hold one place for the duration of an ``async with`` block."""
         return self
+
+    def try_take(self) -> bool:
+        """Take a place if one is free and nobody waits for it; `give` it back after."""
+        # The first take in a loop goes the long way, which notices holders of a dead loop.
+        if self._held < self.limit and not self._waiters and self._loop is _running_loop():
+            self._held += 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Take a place, waiting for one; `give` it back after."""
+        await self.__aenter__()
+
+    def give(self) -> None:
+        """Give back a place taken with `take` or `try_take`."""
+        self._release()
 
     async def __aenter__(self) -> None:
         # A class, not an asynccontextmanager: this runs on every request, and the generator

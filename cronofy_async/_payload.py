@@ -106,19 +106,22 @@ def _freeze_extra(
     return MappingProxyType(dict(value))
 
 
+_RECIPIENT_FIELDS: Final = frozenset({"email", "display_name"})
+_EVENT_FIELDS: Final = frozenset({"summary"})
+_REQUEST_FIELDS: Final = frozenset({"recipients", "event", "host", "scheduler_group_rule"})
+
+
 # Named converters: mypy's attrs plugin derives each __init__ parameter type from them.
 def _recipient_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return _freeze_extra(value, "recipients", frozenset({"email", "display_name"}))
+    return _freeze_extra(value, "recipients", _RECIPIENT_FIELDS) if value else _EMPTY
 
 
 def _event_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return _freeze_extra(value, "event", frozenset({"summary"}))
+    return _freeze_extra(value, "event", _EVENT_FIELDS) if value else _EMPTY
 
 
 def _request_extra(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return _freeze_extra(
-        value, "extra", frozenset({"recipients", "event", "host", "scheduler_group_rule"})
-    )
+    return _freeze_extra(value, "extra", _REQUEST_FIELDS) if value else _EMPTY
 
 
 def _validate_display_name(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:

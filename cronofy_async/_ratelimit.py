@@ -220,6 +220,8 @@ class PauseGate:
 
     def remaining(self) -> float:
         """Seconds left in the current pause (0 if none)."""
+        if self.cause is None:  # never paused: asked before every send, so answered cheaply
+            return 0.0
         return max(0.0, self._until - self._clock.monotonic())
 
     async def wait(self) -> None:

@@ -219,9 +219,11 @@ async def run_with_retries(
             on_send()  # no await between this and the send: the caller's count stays exact
 
     while True:
-        if gate.remaining() > policy.max_retry_after:
-            raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
-        await gate.wait()
+        paused = gate.remaining()
+        if paused > 0:
+            if paused > policy.max_retry_after:
+                raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
+            await gate.wait()
         try:
             return await attempt(ready)
         except _Paused:
