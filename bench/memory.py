@@ -19,6 +19,7 @@ import json
 import resource
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from cronofy_async import Event, Host, NewSchedulerRequest, Outcome, Recipient
 from cronofy_async.testing import FakeCronofy
@@ -39,7 +40,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run(creates: int) -> dict[str, float]:
+async def run(creates: int) -> dict[str, Any]:
     """Stream `creates` creates; the peak RSS growth, the count created, the throughput."""
     fake = FakeCronofy(members=["acc_1"], rate_limit=None, record=False)
     tenth = max(1, creates // 10)
