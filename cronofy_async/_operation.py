@@ -109,6 +109,8 @@ def loads(content: bytes) -> Any:
 
     Anything else (a BOM, UTF-16) goes the standard way; raises ``ValueError`` as it does.
     """
+    if b"\x00" in content[:4]:  # UTF-16 or UTF-32 without a BOM is also valid UTF-8
+        return json.loads(content)
     try:
         text = content.decode()
     except UnicodeDecodeError:

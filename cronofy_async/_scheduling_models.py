@@ -8,7 +8,7 @@ fields are kept in ``raw``, and a documented field of the wrong type is an error
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -102,6 +102,8 @@ class ModelError(TypeError):
 
 
 def _mapping(path: str, value: object) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON gives, told without the abstract-class check
+        return value
     if not isinstance(value, Mapping):
         raise ModelError(path, f"expected an object, got {type(value).__name__}")
     return value
@@ -109,15 +111,33 @@ def _mapping(path: str, value: object) -> Mapping[str, Any]:
 
 def _opt(path: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = data.get(key)
-    if value is None:
-        return None
+    if value is None or type(value) is kind:  # the usual answer, without the checks below
+        return value
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ModelError(f"{path}.{key}", f"expected {expected}, got {type(value).__name__}")
     return value
 
 
-def _recipient(path: str, value: object) -> SchedulingRecipient:
+def _recipient(path: str | Callable[[], str], value: object) -> SchedulingRecipient:
+    if callable(path):  # spelled out only when it is needed: for an error, or unusual input
+        if type(value) is dict:
+            email, name = value.get("email"), value.get("display_name")
+            selector, url = value.get("slot_selector"), value.get("select_url")
+            if (
+                (email is None or type(email) is str)
+                and (name is None or type(name) is str)
+                and (selector is None or type(selector) is bool)
+                and (url is None or type(url) is str)
+            ):
+                return SchedulingRecipient(
+                    email=email,
+                    display_name=name,
+                    slot_selector=selector,
+                    select_url=url,
+                    raw=value,
+                )
+        path = path()
     data = _mapping(path, value)
     return SchedulingRecipient(
         email=_opt(path, data, "email", str),
@@ -169,7 +189,10 @@ def structure_scheduling_request(
         summary=summary,
         duration_minutes=minutes,
         recipients=tuple(
-            _recipient(f"{path}.recipients[{i}]", item) for i, item in enumerate(recipients)
+            [
+                _recipient(lambda i=i: f"{path}.recipients[{i}]", item)  # type: ignore[misc]
+                for i, item in enumerate(recipients)
+            ]
         ),
         recipient_operations=ops,
         event=event_data,

@@ -266,11 +266,14 @@ def create_operation(
 def check_ids(ids: Iterable[str]) -> list[str]:
     """The ids of a query, each once and in order; refused if none, too many or malformed."""
     field = "scheduling_request_ids"
-    if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+    if type(ids) not in (list, tuple) and (
+        isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable)
+    ):
         raise PayloadError(field, f"must be a list of ids, got {type(ids).__name__}")
     unique: dict[str, None] = {}
     for index, value in enumerate(ids):
-        _check_id(f"{field}[{index}]", value)
+        if not _plain_id(value):  # the path is only spelled out for an id to refuse
+            _check_id(f"{field}[{index}]", value)
         unique[value] = None
     if not unique:
         raise PayloadError(field, "must name at least one scheduling request")
@@ -281,6 +284,17 @@ def check_ids(ids: Iterable[str]) -> list[str]:
     return list(unique)
 
 
+def _plain_id(value: object) -> bool:
+    """An id `_check_id` would accept, told without building its error path."""
+    return (
+        type(value) is str
+        and value != ""
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 def _structure_answer(asked: Sequence[str]) -> Callable[[Any], list[SchedulingRequest]]:
     wanted = set(asked)
 
@@ -289,11 +303,14 @@ def _structure_answer(asked: Sequence[str]) -> Callable[[Any], list[SchedulingRe
             raise TypeError(f"scheduling_requests: expected a list, got {type(value).__name__}")
         found: dict[str, SchedulingRequest] = {}
         for index, item in enumerate(value):
-            path = f"scheduling_requests[{index}]"
             # Documented as {"scheduling_request": {...}}; a bare object is read as well.
-            if isinstance(item, Mapping) and "scheduling_request" in item:
-                item, path = item["scheduling_request"], f"{path}.scheduling_request"
-            request_id = item.get("scheduling_request_id") if isinstance(item, Mapping) else None
+            if (type(item) is dict or isinstance(item, Mapping)) and "scheduling_request" in item:
+                item = item["scheduling_request"]
+                path = f"scheduling_requests[{index}].scheduling_request"
+            else:
+                path = f"scheduling_requests[{index}]"
+            is_mapping = type(item) is dict or isinstance(item, Mapping)
+            request_id = item.get("scheduling_request_id") if is_mapping else None
             if isinstance(request_id, str) and (request_id not in wanted or request_id in found):
                 # An answer about an id nobody asked for (or a second one) is not passed on,
                 # nor read: whatever it holds is no reason to fail the query.

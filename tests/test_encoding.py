@@ -195,3 +195,27 @@ def test_an_undecodable_success_of_a_read_says_nothing_was_changed() -> None:
     assert error.outcome_unknown is False
     assert "probably processed" not in str(error)
     assert "content-encoding" not in error.response.headers
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"]
+)
+def test_a_body_is_read_as_json_loads_reads_it(encoding: str) -> None:
+    from cronofy_async._operation import loads
+
+    content = SEED_RESPONSE.encode(encoding)
+    assert loads(content) == json.loads(content)
+
+
+async def test_a_utf16_answer_without_a_bom_still_parses() -> None:
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post(CREATE_URL).mock(
+            return_value=httpx.Response(
+                200,
+                content=SEED_RESPONSE.encode("utf-16-le"),
+                headers={"content-type": "application/json"},
+            )
+        )
+        async with AsyncSchedulerAPI(SECRET, rate_limit=None) as api:
+            created = await api.create_scheduler_request(seed_request())
+    assert created.scheduler_request_id == "srq_5987234923847923"

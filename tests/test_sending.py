@@ -16,6 +16,7 @@ import pytest
 
 from cronofy_async import (
     AsyncSchedulerAPI,
+    BatchInputError,
     BatchResult,
     Event,
     Host,
@@ -499,3 +500,59 @@ def test_what_an_exception_amounts_to_by_the_send_counter() -> None:
     assert outcome_of(asyncio.CancelledError(), sent=1) is Outcome.UNKNOWN
     assert outcome_of(RuntimeError("bug"), sent=0) is Outcome.FAILED
     assert outcome_of(RuntimeError("bug")) is Outcome.UNKNOWN  # by default: it may have gone
+
+
+async def test_an_iterable_whose_iter_raises_is_the_inputs_failure() -> None:
+    class Table:
+        def __iter__(self) -> Iterator[int]:
+            raise OSError("no such table")
+
+    stream: BatchStream[int, str] = BatchStream(
+        None, Table(), concurrency=2, send=sender_blocking_on(set())
+    )
+    with pytest.raises(BatchInputError, match="after 0 items") as raised:
+        _ = [result async for result in stream]
+    assert isinstance(raised.value.__cause__, OSError)
+
+
+async def test_an_iterable_is_not_touched_before_the_stream_is_read() -> None:
+    opened: list[int] = []
+
+    class Table:
+        def __iter__(self) -> Iterator[int]:
+            opened.append(1)
+            return iter(range(3))
+
+    stream: BatchStream[int, str] = BatchStream(
+        None, Table(), concurrency=2, send=sender_blocking_on(set())
+    )
+    assert opened == []
+    stream.stop()
+    assert [result async for result in stream] == []
+    assert opened == []
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 16])
+async def test_reading_stays_within_concurrency_of_what_was_received(concurrency: int) -> None:
+    # A result handed to a reader already waiting for it counts as received: its worker may
+    # read the next item before the loop body runs, never more than that.
+    received = 0
+    ahead: list[int] = []
+
+    def source() -> Iterator[int]:
+        for i in range(400):
+            ahead.append(i + 1 - received)  # read, counting this one, and not yet received
+            yield i
+
+    async def send(item: int, on_send: Any) -> str:
+        on_send()
+        for _ in range(item % 4):
+            await asyncio.sleep(0)
+        return "ok"
+
+    stream: BatchStream[int, str] = BatchStream(None, source(), concurrency=concurrency, send=send)
+    async for _ in stream:
+        received += 1
+        assert stream._read - received <= concurrency  # in the loop body: within the bound
+    assert received == 400
+    assert max(ahead) <= concurrency + 1
