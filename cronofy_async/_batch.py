@@ -2,7 +2,8 @@
 Concurrent batch creation: every item read lazily, sent once, and accounted for.
 
 The stream reads an item from the input only when a slot is free, so at most `concurrency` items
-are read ahead or in flight, whatever the size of the input. Each item's outcome says whether its
+are read ahead or in flight, whatever the size of the input (a result handed to a reader already
+waiting for it frees its slot at once). Each item's outcome says whether its
 invite exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-send blindly) or
 `NOT_SENT` (it never left, safe to send later).
 """
@@ -279,7 +280,8 @@ class BatchStream(Generic[Q, M]):
     workers send (reading a plain iterable themselves; an async one has a reader task of its
     own), and the results come through a queue. At most `concurrency` items are read and not yet
     yielded at any time, a result counting as yielded once it is handed to you while you wait
-    for it (its worker may then read the next item before your loop body runs).
+    for it (its worker may then read the next item before your loop body runs; should the task
+    reading the stream be cancelled in that very step, that result is in `unfinished`).
 
     Close it early (``break`` inside ``async with``, or `aclose`) or cancel the task reading it,
     and the items still in flight are cancelled cleanly; their outcomes, `Outcome.UNKNOWN` for

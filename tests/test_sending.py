@@ -556,3 +556,36 @@ async def test_reading_stays_within_concurrency_of_what_was_received(concurrency
         assert stream._read - received <= concurrency  # in the loop body: within the bound
     assert received == 400
     assert max(ahead) <= concurrency + 1
+
+
+async def test_a_cancel_in_the_step_of_a_hand_over_loses_nothing() -> None:
+    # The result handed to the waiting reader, and the item its worker read next, both end up
+    # in `unfinished` with their real outcomes when the reader is cancelled in that step.
+    consumer: asyncio.Task[Any] | None = None
+    release = asyncio.Event()
+
+    def source() -> Iterator[int]:
+        yield 0
+        assert consumer is not None
+        consumer.cancel()  # the step in which item 0's result is handed over
+        yield 1
+        yield 2
+
+    async def send(item: int, on_send: Any) -> str:
+        if item == 0:
+            await asyncio.sleep(0)
+            on_send()
+            return "ok"
+        await release.wait()
+        return "never"
+
+    stream: BatchStream[int, str] = BatchStream(None, source(), concurrency=1, send=send)
+
+    async def consume() -> list[Any]:
+        return [result async for result in stream]
+
+    consumer = asyncio.ensure_future(consume())
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    outcomes = [(r.index, r.outcome) for r in stream.unfinished]
+    assert outcomes == [(0, Outcome.CREATED), (1, Outcome.NOT_SENT)]
