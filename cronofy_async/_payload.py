@@ -59,6 +59,10 @@ def _require_str(path: str, value: object) -> str:
 
 
 def _check_id(path: str, value: object) -> None:
+    # The usual id, told without the checks below: printable ASCII without a space.
+    usual = type(value) is str and value != "" and value.isascii() and value.isprintable()
+    if usual and " " not in value:  # type: ignore[operator]
+        return
     text = _require_str(path, value)
     if not text:
         raise PayloadError(path, "must not be empty")
