@@ -1,10 +1,10 @@
 """
 Concurrent batch creation: every item read lazily, sent once, and accounted for.
 
-The stream reads an item from the input only when a slot is free, so at most `concurrency` items
-are read ahead or in flight, whatever the size of the input (a result handed to a reader already
-waiting for it frees its slot at once). Each item's outcome says whether its
-invite exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-send blindly) or
+The stream reads an item from the input only when a slot is free: at most `concurrency` items are
+in flight, and at most `concurrency` and a tenth more (`read_bound`) are read and not yet
+yielded, whatever the size of the input, so memory stays flat. Each item's outcome says whether its invite
+exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-send blindly) or
 `NOT_SENT` (it never left, safe to send later).
 """
 
@@ -178,6 +178,24 @@ def check_concurrency(concurrency: object) -> int:
     return concurrency
 
 
+def read_bound(concurrency: int) -> int:
+    """
+    How many items a batch of `concurrency` reads at most and has not yet yielded.
+
+    The tenth beyond `concurrency` is room for finished results on their way to the reader
+    of results: with it a worker whose result is not taken yet goes straight on to its next
+    item. Without it that worker waits a round of the loop for the reader, and that split
+    (one step frees a request's objects, a later one allocates the next's) looks like growth
+    to CPython's garbage collector: with 200 in flight it ran about 250 young collections per
+    4,000 items instead of 46, each walking every in-flight request's objects, and the batch
+    fell to 0.8x raw aiohttp's throughput (measured on the fast path, 50 ms server delay).
+
+    >>> read_bound(20)
+    22
+    """
+    return concurrency + concurrency // 10
+
+
 async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(items, AsyncIterable):
         async for item in items:
@@ -278,10 +296,12 @@ class BatchStream(Generic[Q, M]):
 
     A result is yielded as soon as it is known, whatever the input is doing: `concurrency`
     workers send (reading a plain iterable themselves; an async one has a reader task of its
-    own), and the results come through a queue. At most `concurrency` items are read and not yet
-    yielded at any time, a result counting as yielded once it is handed to you while you wait
-    for it (its worker may then read the next item before your loop body runs; should the task
-    reading the stream be cancelled in that very step, that result is in `unfinished`).
+    own), and the results come through a queue. At most `concurrency` items are in flight,
+    and at most `concurrency` and a tenth more (22 for 20) are read and not yet yielded at
+    any time, a result counting as yielded once it is handed to you while you wait for it (its
+    worker may then read the next item before your loop body runs; should the task reading the
+    stream be cancelled in that very step, that result is in `unfinished`). The tenth is room
+    for finished results on their way to you, so that a worker need not wait for your loop.
 
     Close it early (``break`` inside ``async with``, or `aclose`) or cancel the task reading it,
     and the items still in flight are cancelled cleanly; their outcomes, `Outcome.UNKNOWN` for
@@ -324,7 +344,7 @@ class BatchStream(Generic[Q, M]):
         self._todo: asyncio.Queue[_Item[Q, M]] = asyncio.Queue()
         self._done = _Mailbox()
         # Taken for each item read, given back as its result is yielded.
-        self._slots = InFlightLimit(self._concurrency)
+        self._slots = InFlightLimit(read_bound(self._concurrency))
         self._read = 0
         self._yielded = 0
         self._delivered = 0

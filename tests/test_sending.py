@@ -532,10 +532,12 @@ async def test_an_iterable_is_not_touched_before_the_stream_is_read() -> None:
     assert opened == []
 
 
-@pytest.mark.parametrize("concurrency", [1, 3, 16])
+@pytest.mark.parametrize("concurrency", [1, 3, 16, 40])
 async def test_reading_stays_within_concurrency_of_what_was_received(concurrency: int) -> None:
-    # A result handed to a reader already waiting for it counts as received: its worker may
-    # read the next item before the loop body runs, never more than that.
+    # At most `concurrency` and a tenth more are read and not yet received. A result handed
+    # to a reader already waiting for it counts as received: its worker may read the next item
+    # before the loop body runs, never more than that.
+    bound = concurrency + concurrency // 10
     received = 0
     ahead: list[int] = []
 
@@ -553,9 +555,36 @@ async def test_reading_stays_within_concurrency_of_what_was_received(concurrency
     stream: BatchStream[int, str] = BatchStream(None, source(), concurrency=concurrency, send=send)
     async for _ in stream:
         received += 1
-        assert stream._read - received <= concurrency  # in the loop body: within the bound
+        assert stream._read - received <= bound  # in the loop body: within the bound
     assert received == 400
-    assert max(ahead) <= concurrency + 1
+    assert max(ahead) <= bound + 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 20, 200])
+async def test_a_reader_that_stops_reading_holds_the_input_at_the_bound(concurrency: int) -> None:
+    # Results not taken yet keep their slots: a reader busy elsewhere lets the batch read
+    # `concurrency` and a tenth more, no further, however fast the answers come back.
+    read = 0
+
+    def source() -> Iterator[int]:
+        nonlocal read
+        for i in range(10 * concurrency + 10):
+            read += 1
+            yield i
+
+    async def send(item: int, on_send: Any) -> str:
+        on_send()
+        await asyncio.sleep(0)
+        return "ok"
+
+    stream: BatchStream[int, str] = BatchStream(None, source(), concurrency=concurrency, send=send)
+    async with stream:
+        first = await anext(stream)
+        for _ in range(concurrency + 50):  # answers keep coming; nobody takes them
+            await asyncio.sleep(0)
+        assert read == 1 + concurrency + concurrency // 10
+        assert len(stream._busy) == 0  # every read item finished: only the reader holds it up
+    assert first.index == 0
 
 
 async def test_a_cancel_in_the_step_of_a_hand_over_loses_nothing() -> None:
