@@ -3,8 +3,8 @@ Concurrent batch creation: every item read lazily, sent once, and accounted for.
 
 The stream reads an item from the input only when a slot is free: at most `concurrency` items are
 in flight, and at most `concurrency` and a tenth more (`read_bound`) are read and not yet
-yielded, whatever the size of the input, so memory stays flat. Each item's outcome says whether its invite
-exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-send blindly) or
+yielded, whatever the size of the input, so memory stays flat. Each item's outcome says whether
+its invite exists: `CREATED`, `FAILED` (it does not), `UNKNOWN` (it may: do not re-send blindly) or
 `NOT_SENT` (it never left, safe to send later).
 """
 

@@ -58,11 +58,11 @@ class SchedulerRequests(Calls):
         Create many scheduler requests concurrently; yield each `BatchResult` as it completes.
 
         `requests` may be any iterable or async iterable, read lazily: at most `concurrency`
-        items are in flight and at most a tenth more read and not yet yielded, so a
-        generator of a million items runs in flat memory. One item's failure never stops the others, but a 401, 402 or 403 dooms them
-        all: the batch then stops early, what was sent finishes, and every item left is
-        reported `Outcome.NOT_SENT`. Each item is sent once (and retried only as the
-        `RetryPolicy` allows)::
+        items are in flight and at most a tenth more read and not yet yielded, so a generator
+        of a million items runs in flat memory. One item's failure never stops the others, but
+        a 401, 402 or 403 dooms them all: the batch then stops early, what was sent finishes,
+        and every item left is reported `Outcome.NOT_SENT`. Each item is sent once (and
+        retried only as the `RetryPolicy` allows)::
 
             async with api.iter_create_scheduler_requests(requests) as results:
                 async for result in results:
