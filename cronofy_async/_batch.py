@@ -378,8 +378,9 @@ class BatchStream(Generic[Q, M]):
             self._cancel_unsent()
             if self._reader is not None:
                 self._reader.cancel()  # even mid-read: a slow input must not hold the end back
-            elif self._plain:
-                self._end_of_input()
+            # Said here, not left to the reader's clean-up: a task cancelled before its first
+            # step never runs its coroutine, so that clean-up may never come.
+            self._end_of_input()
 
     async def aclose(self) -> None:
         """Stop the batch: cancel what is in flight and record it in `unfinished`."""

@@ -490,6 +490,37 @@ async def test_stop_before_the_first_result_reads_nothing() -> None:
     assert read == []
 
 
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_stop_ends_an_async_input_stream_whenever_it_comes(steps: int) -> None:
+    # The stream's first step starts a reader task for an async input; a stop() before that
+    # task ever ran cancels it without its clean-up, and the stream must end all the same.
+    async def source() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    async def send(item: int, on_send: Any) -> str:
+        on_send()
+        return "ok"
+
+    stream: BatchStream[int, str] = BatchStream(None, source(), concurrency=2, send=send)
+
+    async def consume() -> list[BatchResult[int, str]]:
+        return [result async for result in stream]
+
+    task = asyncio.ensure_future(consume())
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    stream.stop()
+    results = await asyncio.wait_for(task, 5)
+    # Read and sent before the stop: created; read but not yet sent: never sent at all.
+    assert all(
+        (result.outcome, result.attempts) in {(Outcome.CREATED, 1), (Outcome.NOT_SENT, 0)}
+        for result in results
+    )
+    assert sorted(result.index for result in results) == list(range(len(results)))
+    assert stream.unfinished == []
+
+
 def test_what_an_exception_amounts_to_by_the_send_counter() -> None:
     from cronofy_async import ClientClosedError
     from cronofy_async._batch import outcome_of
