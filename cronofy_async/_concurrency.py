@@ -49,7 +49,12 @@ class InFlightLimit:
 
     def give(self) -> None:
         """Give back a place taken with `take` or `try_take`."""
-        self._release()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes straight to the next waiter
+                return
+        self._held -= 1
 
     async def __aenter__(self) -> None:
         # A class, not an asynccontextmanager: this runs on every request, and the generator
@@ -69,7 +74,7 @@ class InFlightLimit:
                 await waiter  # the releaser handed its place over to us
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
-                    self._release()  # handed over just as we were cancelled: pass it on
+                    self.give()  # handed over just as we were cancelled: pass it on
                 elif waiter in self._waiters:  # a releaser may have passed over it already
                     self._waiters.remove(waiter)
                 raise
@@ -77,12 +82,4 @@ class InFlightLimit:
             self._held += 1
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the place passes straight to the next waiter
-                return
-        self._held -= 1
+        self.give()

@@ -95,7 +95,7 @@ def structure_scheduler_request(data: object) -> SchedulerRequest:
     cattrs: it runs once per create, and the generated structure plus ``raw`` cost twice as much.
     """
     path = "scheduler_request"
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):  # no ABC check per create
         raise TypeError(f"{path} is malformed: expected an object, got {type(data).__name__}")
     request_id = _field(data, "scheduler_request_id", path, required=True)
     recipients = data.get("recipients")

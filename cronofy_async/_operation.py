@@ -141,7 +141,7 @@ def read_json(
             body = loads(content)
         except ValueError:
             body = None
-        if not isinstance(body, Mapping):
+        if type(body) is not dict and not isinstance(body, Mapping):  # no ABC check per call
             raise _malformed(
                 "the body is not a JSON object", content, response, secret, processed=mutates
             )
