@@ -178,6 +178,34 @@ class SendWatcher(Protocol):
     def settled(self, maybe_processed: bool) -> None: ...
 
 
+class _Ready:
+    """
+    What an attempt awaits right before its bytes go out, counting the sends.
+
+    An object rather than a closure: one per call, walked by the garbage collector as one.
+    """
+
+    __slots__ = ("_gate", "_limiter", "_on_send", "sent")
+
+    def __init__(
+        self, limiter: Limiter | None, gate: PauseGate, on_send: Callable[[], None] | None
+    ) -> None:
+        self._limiter = limiter
+        self._gate = gate
+        self._on_send = on_send
+        self.sent = 0
+
+    async def __call__(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        # A 429 that arrived while this request waited for pacing or a slot holds it too.
+        if self._gate.remaining() > 0:
+            raise _Paused
+        self.sent += 1
+        if self._on_send is not None:
+            self._on_send()  # no await between this and the send: the caller's count stays exact
+
+
 async def run_with_retries(
     attempt: Attempt[T],
     *,
@@ -202,27 +230,18 @@ async def run_with_retries(
     processed (for an operation that `mutates`; for one that does not, never).
     """
     start = clock.monotonic()
-    sent = 0
     maybe_processed = False
 
     settled = getattr(on_send, "settled", None)
-
-    async def ready() -> None:
-        nonlocal sent
-        if limiter is not None:
-            await limiter.acquire()
-        # A 429 that arrived while this request waited for pacing or a slot holds it too.
-        if gate.remaining() > 0:
-            raise _Paused
-        sent += 1
-        if on_send is not None:
-            on_send()  # no await between this and the send: the caller's count stays exact
+    ready = _Ready(limiter, gate, on_send)
 
     while True:
         paused = gate.remaining()
         if paused > 0:
             if paused > policy.max_retry_after:
-                raise _paused_error(gate, policy, sent, outcome_unknown=mutates and maybe_processed)
+                raise _paused_error(
+                    gate, policy, ready.sent, outcome_unknown=mutates and maybe_processed
+                )
             await gate.wait()
         try:
             return await attempt(ready)
@@ -231,7 +250,7 @@ async def run_with_retries(
         except APIError as error:
             if settled is not None:
                 settled(error.outcome_unknown)
-            error.attempts = sent
+            error.attempts = ready.sent
             reason = retry_reason(error, policy, idempotent=idempotent)
             maybe_processed = maybe_processed or error.outcome_unknown
             # What the caller must know is whether the call as a whole may have taken effect,
@@ -242,25 +261,25 @@ async def run_with_retries(
                 # Every request of this API object waits this out, not just this one.
                 pause = error.retry_after
                 if pause is None:
-                    pause = policy.backoff(sent, rng)
+                    pause = policy.backoff(ready.sent, rng)
                 gate.pause(pause, cause=error)
                 if isinstance(limiter, PausingLimiter):  # shared across processes: pause them all
                     with contextlib.suppress(CronofyError):
                         # A limiter that cannot record the pause fails the next acquire anyway,
                         # before anything is sent; this call's error stays the 429's.
                         await limiter.pause(pause)
-            if reason is None or sent >= policy.attempts:
+            if reason is None or ready.sent >= policy.attempts:
                 raise
             if pause is not None and pause > policy.max_retry_after:
                 raise
-            delay = pause if pause is not None else policy.backoff(sent, rng)
+            delay = pause if pause is not None else policy.backoff(ready.sent, rng)
             if policy.deadline is not None and clock.monotonic() + delay - start > policy.deadline:
                 raise
             logger.info(
                 "retrying %s in %.2f s: attempt %d of %d failed, %s",
                 what,
                 delay,
-                sent,
+                ready.sent,
                 policy.attempts,
                 reason,
             )
