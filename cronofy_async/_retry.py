@@ -232,7 +232,6 @@ async def run_with_retries(
     start = clock.monotonic()
     maybe_processed = False
 
-    settled = getattr(on_send, "settled", None)
     ready = _Ready(limiter, gate, on_send)
 
     while True:
@@ -248,6 +247,8 @@ async def run_with_retries(
         except _Paused:
             continue  # wait the pause out (and for pacing again), as if it had come first
         except APIError as error:
+            # Looked up on a failure only: a bound method per call is garbage on the usual path.
+            settled = getattr(on_send, "settled", None)
             if settled is not None:
                 settled(error.outcome_unknown)
             error.attempts = ready.sent
