@@ -128,3 +128,52 @@ async def test_cancelled_batch_reports_a_429d_item_unknown() -> None:
     assert len(arrivals) == 1
     [left] = stream.unfinished
     assert left.outcome in (Outcome.NOT_SENT, Outcome.FAILED), left.outcome
+
+
+async def test_the_commands_sender_lets_stop_hold_back_a_429d_row() -> None:
+    # The batch command wraps each item's send counter to record a row as it leaves. The
+    # wrapper must pass on that a failed attempt is off the wire: otherwise a first Ctrl-C
+    # (stop()) leaves a 429'd row to be sent again after its pause, and a cancel calls it
+    # unknown although it provably never got through.
+    from types import SimpleNamespace
+
+    from cronofy_async._batch import BatchStream
+    from cronofy_async._cli._batch_command import _sender
+
+    arrivals = []
+
+    async def answer(request: bytes) -> bytes:
+        arrivals.append(request)
+        if len(arrivals) == 1:
+            return http_response(
+                429, b"{}", reason="Too Many Requests", headers=[("Retry-After", "0")]
+            )
+        return http_response(200, SEED_RESPONSE.encode())
+
+    sending: list[object] = []
+    run = SimpleNamespace(sending=sending.append)
+    row = SimpleNamespace(invite=SimpleNamespace(impersonate=None), request=seed_request())
+    limiter = GatedLimiter()
+    async with raw_server(answer) as url:  # noqa: SIM117 - the server outlives the API
+        async with AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=limiter) as api:
+            stream: BatchStream[object, object] = BatchStream(
+                None,
+                [row],
+                concurrency=1,
+                send=_sender(api, run),  # type: ignore[arg-type]
+            )
+            async with stream:
+                results = []
+
+                async def consume() -> None:
+                    async for r in stream:
+                        results.append(r)
+
+                consumer = asyncio.ensure_future(consume())
+                await asyncio.wait_for(limiter.waiting.wait(), 5)
+                stream.stop()
+                limiter.open.set()
+                await asyncio.wait_for(consumer, 5)
+    assert len(arrivals) == 1, f"{len(arrivals)} requests reached the server; 1 expected"
+    assert [r.outcome for r in results] == [Outcome.NOT_SENT]
+    assert sending == [row]  # recorded as leaving once, when it did

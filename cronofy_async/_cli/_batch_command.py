@@ -372,20 +372,39 @@ def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], No
         view = views.get(impersonate)
         if view is None:
             view = views[impersonate] = api.impersonate(impersonate)  # type: ignore[arg-type]
-        first = True
-
-        def leaving() -> None:  # called just before each attempt goes out
-            nonlocal first
-            if first:
-                first = False
-                run.sending(row)
-            on_send()
-
+        leaving = _Leaving(run, row, on_send)
         if isinstance(row.request, NewSchedulingRequest):
             return await view._create_scheduling(row.request, leaving)
         return await view._create(row.request, leaving)
 
     return send
+
+
+class _Leaving:
+    """
+    A row's send counter: records the row as it first leaves, then counts as the batch's does.
+
+    It passes `settled` on as well: the batch learns from it that a failed attempt (a 429
+    waiting to be retried) is off the wire, so a stop holds that row back and a cancel calls
+    it not sent rather than unknown.
+    """
+
+    __slots__ = ("_first", "_on_send", "_row", "_run")
+
+    def __init__(self, run: _Run, row: Row, on_send: Callable[[], None]) -> None:
+        self._run, self._row, self._on_send = run, row, on_send
+        self._first = True
+
+    def __call__(self) -> None:  # just before each attempt goes out
+        if self._first:
+            self._first = False
+            self._run.sending(self._row)
+        self._on_send()
+
+    def settled(self, maybe_processed: bool) -> None:
+        settled = getattr(self._on_send, "settled", None)
+        if settled is not None:
+            settled(maybe_processed)
 
 
 def _refuse(err: IO[str], message: str) -> int:
