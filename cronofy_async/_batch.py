@@ -498,13 +498,7 @@ class BatchStream(Generic[Q, M]):
                 result = item.result(outcome, error=error, attempts=item.sent)
             else:
                 del self._busy[me]
-                result = BatchResult(
-                    index=item.index,
-                    request=item.request,
-                    outcome=Outcome.CREATED,
-                    created=created,
-                    attempts=item.sent,
-                )
+                result = item.result(Outcome.CREATED, created=created, attempts=item.sent)
                 if self._plain and self._done.awaited:
                     # Handed straight to the reader of results, who is waiting for it and takes
                     # nothing else first: it is delivered, and its slot is free now rather than

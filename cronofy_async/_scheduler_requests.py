@@ -6,7 +6,7 @@ Builders live in `_payload`, the model in `_models`, the wire format in `_reques
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 
 from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream, collect
 from ._models import SchedulerRequest
@@ -41,14 +41,12 @@ class SchedulerRequests(Calls):
         """
         return await self._create(request)
 
-    def _create(
+    async def _create(
         self, request: NewSchedulerRequest, on_send: Callable[[], None] | None = None
-    ) -> Awaitable[SchedulerRequest]:
-        # Not a coroutine of its own: the pipeline's, handed back, is one frame fewer per item
-        # of a batch. What it raises (a closed API, a bad payload) it raises when called.
+    ) -> SchedulerRequest:
         self._check_open()
         operation = create_operation(request, impersonating=self._impersonate is not None)
-        return self._call(operation, on_send)
+        return await self._call(operation, on_send)
 
     def iter_create_scheduler_requests(
         self,

@@ -1,6 +1,8 @@
 """stop() and a 401 send nothing new: an item waiting to retry after a 429 is not on the wire."""
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from cronofy_async import AsyncSchedulerAPI, Outcome
 
@@ -23,8 +25,11 @@ class GatedLimiter:
             await self.open.wait()
 
 
-async def test_stop_while_a_429d_item_waits_for_pacing_sends_nothing_new() -> None:
-    arrivals = []
+async def stop_while_a_429d_item_waits(
+    make_stream: Callable[[AsyncSchedulerAPI], Any],
+) -> tuple[list[bytes], list[Any]]:
+    """Send one item that gets a 429; stop the stream while it waits to retry; what came?"""
+    arrivals: list[bytes] = []
 
     async def answer(request: bytes) -> bytes:
         arrivals.append(request)
@@ -35,11 +40,11 @@ async def test_stop_while_a_429d_item_waits_for_pacing_sends_nothing_new() -> No
         return http_response(200, SEED_RESPONSE.encode())
 
     limiter = GatedLimiter()
+    results: list[Any] = []
     async with raw_server(answer) as url:  # noqa: SIM117 - the server outlives the API
         async with AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=limiter) as api:
-            stream = api.iter_create_scheduler_requests([seed_request()], concurrency=1)
+            stream = make_stream(api)
             async with stream:
-                results = []
 
                 async def consume() -> None:
                     async for r in stream:
@@ -51,6 +56,13 @@ async def test_stop_while_a_429d_item_waits_for_pacing_sends_nothing_new() -> No
                 stream.stop()  # "nothing new is ... sent; items waiting for pacing ... NOT_SENT"
                 limiter.open.set()
                 await asyncio.wait_for(consumer, 5)
+    return arrivals, results
+
+
+async def test_stop_while_a_429d_item_waits_for_pacing_sends_nothing_new() -> None:
+    arrivals, results = await stop_while_a_429d_item_waits(
+        lambda api: api.iter_create_scheduler_requests([seed_request()], concurrency=1)
+    )
     # Promise: after stop(), no byte goes out; the waiting item comes out NOT_SENT.
     assert len(arrivals) == 1, f"{len(arrivals)} requests reached the server; 1 expected"
     assert [r.outcome for r in results] == [Outcome.NOT_SENT]
@@ -140,40 +152,12 @@ async def test_the_commands_sender_lets_stop_hold_back_a_429d_row() -> None:
     from cronofy_async._batch import BatchStream
     from cronofy_async._cli._batch_command import _sender
 
-    arrivals = []
-
-    async def answer(request: bytes) -> bytes:
-        arrivals.append(request)
-        if len(arrivals) == 1:
-            return http_response(
-                429, b"{}", reason="Too Many Requests", headers=[("Retry-After", "0")]
-            )
-        return http_response(200, SEED_RESPONSE.encode())
-
     sending: list[object] = []
     run = SimpleNamespace(sending=sending.append)
     row = SimpleNamespace(invite=SimpleNamespace(impersonate=None), request=seed_request())
-    limiter = GatedLimiter()
-    async with raw_server(answer) as url:  # noqa: SIM117 - the server outlives the API
-        async with AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=limiter) as api:
-            stream: BatchStream[object, object] = BatchStream(
-                None,
-                [row],
-                concurrency=1,
-                send=_sender(api, run),  # type: ignore[arg-type]
-            )
-            async with stream:
-                results = []
-
-                async def consume() -> None:
-                    async for r in stream:
-                        results.append(r)
-
-                consumer = asyncio.ensure_future(consume())
-                await asyncio.wait_for(limiter.waiting.wait(), 5)
-                stream.stop()
-                limiter.open.set()
-                await asyncio.wait_for(consumer, 5)
+    arrivals, results = await stop_while_a_429d_item_waits(
+        lambda api: BatchStream(None, [row], concurrency=1, send=_sender(api, run))  # type: ignore[arg-type]
+    )
     assert len(arrivals) == 1, f"{len(arrivals)} requests reached the server; 1 expected"
     assert [r.outcome for r in results] == [Outcome.NOT_SENT]
     assert sending == [row]  # recorded as leaving once, when it did
