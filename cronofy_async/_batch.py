@@ -276,14 +276,11 @@ class _Mailbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> _Message:
-        while not self.items:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        return self.items.popleft()
+    def wait(self) -> asyncio.Future[None]:
+        """A future done when a message is put: the reader awaits it when `items` is empty."""
+        # Awaited by the reader itself, not through a coroutine of ours: once per result.
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
 
 Send = Callable[[Q, Callable[[], None]], Awaitable[M]]
@@ -357,8 +354,9 @@ class BatchStream(Generic[Q, M]):
         self._iterator: Iterator[Q] | None = None
         """The plain input's iterator, made when the stream starts: the input's to raise."""
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[BatchResult[Q, M]]:
+        # The generator itself: ``async for`` then steps it with no call of ours per result.
+        return self._stream
 
     def __anext__(self) -> Awaitable[BatchResult[Q, M]]:
         # The generator's own awaitable: no coroutine of ours wrapped around it, per item.
@@ -560,7 +558,9 @@ class BatchStream(Generic[Q, M]):
         try:
             while self._reading or self._yielded < self._read:
                 waiting = self._done.items
-                message = waiting.popleft() if waiting else await self._done.get()
+                while not waiting:
+                    await self._done.wait()
+                message = waiting.popleft()
                 if type(message) is not BatchResult:
                     if isinstance(message, _Crash):
                         raise message.error

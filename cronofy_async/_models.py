@@ -94,6 +94,20 @@ def structure_scheduler_request(data: object) -> SchedulerRequest:
     documented field that is missing or of the wrong type. Written by hand rather than with
     cattrs: it runs once per create, and the generated structure plus ``raw`` cost twice as much.
     """
+    if type(data) is dict:
+        request_id, primary = data.get("scheduler_request_id"), data.get("primary_select_url")
+        recipients = data.get("recipients")
+        if (
+            type(request_id) is str
+            and (primary is None or type(primary) is str)
+            and type(recipients) is list
+        ):  # the usual answer, read without the checks below
+            return SchedulerRequest(
+                scheduler_request_id=request_id,
+                recipients=tuple([_recipient(item, i) for i, item in enumerate(recipients)]),
+                primary_select_url=primary,
+                raw=data,
+            )
     path = "scheduler_request"
     if type(data) is not dict and not isinstance(data, Mapping):  # no ABC check per create
         raise TypeError(f"{path} is malformed: expected an object, got {type(data).__name__}")

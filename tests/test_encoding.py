@@ -219,3 +219,78 @@ async def test_a_utf16_answer_without_a_bom_still_parses() -> None:
         async with AsyncSchedulerAPI(SECRET, rate_limit=None) as api:
             created = await api.create_scheduler_request(seed_request())
     assert created.scheduler_request_id == "srq_5987234923847923"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1}',
+        ' {"a": 1}',
+        '{"a": 1}\n',
+        '\r\n\t{"a": [1, 2.5, true, null, "\\u00e9"]}  ',
+        "[]",
+        '"x"',
+        "3",
+        '{"a":1} x',
+        '{"a":1}{"b":2}',
+        "",
+        "   ",
+        "{",
+        "nope",
+        '{"a": NaN}',
+    ],
+)
+def test_a_body_with_any_surroundings_reads_as_json_loads_reads_it(text: str) -> None:
+    from cronofy_async._operation import loads
+
+    try:
+        expected: object = json.loads(text)
+    except ValueError as error:
+        with pytest.raises(ValueError, match=str(error).split(":")[0]):
+            loads(text.encode())
+    else:
+        assert loads(text.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"host": {"sub": "acc_1"}, "event": {"summary": "Driving lessons"}},
+        {"text": 'caf\u00e9 \u2603 \U0001f600 "quoted" \\ \n\t\x00', "n": [1, -2.5, 1e300]},
+        {"flags": [True, False, None], "empty": {}, "list": []},
+        {"nested": {"a": [{"b": [{"c": "d"}]}]}},
+        ["a", 1],
+        "just text",
+    ],
+)
+def test_a_body_is_encoded_byte_for_byte_as_json_dumps_would(payload: object) -> None:
+    from cronofy_async._operation import json_body
+
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    assert json_body(payload) == expected.encode()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_body_with_nan_or_infinity_is_refused(value: float) -> None:
+    from cronofy_async._operation import json_body
+
+    with pytest.raises(ValueError, match="Out of range float"):
+        json_body({"a": [value]})
+
+
+def test_a_body_that_refers_to_itself_is_refused_with_a_value_error() -> None:
+    from cronofy_async._operation import json_body
+
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="nested too deeply, or refers to itself"):
+        json_body({"extra": loop})
+
+
+def test_a_body_that_is_not_json_is_refused_with_a_type_error() -> None:
+    from cronofy_async._operation import json_body
+
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_body({"when": object()})
+    with pytest.raises(UnicodeEncodeError):
+        json_body({"half": "\ud83d"})
