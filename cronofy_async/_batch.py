@@ -232,8 +232,22 @@ class _Item(Generic[Q, M]):
         """What it amounts to if it stops here, before any further send."""
         return Outcome.UNKNOWN if self.on_wire or self.maybe_processed else Outcome.NOT_SENT
 
-    def result(self, outcome: Outcome, **fields: Any) -> BatchResult[Q, M]:
-        return BatchResult(index=self.index, request=self.request, outcome=outcome, **fields)
+    def result(
+        self,
+        outcome: Outcome,
+        *,
+        created: M | None = None,
+        error: BaseException | None = None,
+        attempts: int = 0,
+    ) -> BatchResult[Q, M]:
+        return BatchResult(
+            index=self.index,
+            request=self.request,
+            outcome=outcome,
+            created=created,
+            error=error,
+            attempts=attempts,
+        )
 
 
 class _Wake:

@@ -8,7 +8,7 @@ import os
 import random
 import re
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Final, Generic, Literal, Protocol, Self, TypeVar
 
@@ -541,8 +541,15 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             cached = self._urls[operation.path] = (url, str(url))
         return cached
 
-    async def _call(self, operation: Operation[T], on_send: Callable[[], None] | None = None) -> T:
-        """Pace, wait out a 429 pause, send, retry as the operation allows, and read."""
+    def _call(
+        self, operation: Operation[T], on_send: Callable[[], None] | None = None
+    ) -> Coroutine[Any, Any, T]:
+        """
+        Pace, wait out a 429 pause, send, retry as the operation allows, and read.
+
+        Returns the pipeline's coroutine for the caller to await at once: a coroutine of its
+        own here would be one more frame that every step of every request passes through.
+        """
         self._check_open()
         shared = self._shared
         shared.enter_loop()
@@ -550,7 +557,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             attempt = self._fast_attempt(shared.fast, operation)
         else:
             attempt = self._httpx_attempt(operation)
-        return await run_with_retries(
+        return run_with_retries(
             attempt,
             policy=shared.retry,
             limiter=shared.limiter,

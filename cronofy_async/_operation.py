@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
@@ -222,5 +222,7 @@ class Calls:
     def _check_open(self) -> None:
         raise NotImplementedError
 
-    async def _call(self, operation: Operation[T], on_send: Callable[[], None] | None = None) -> T:
+    def _call(
+        self, operation: Operation[T], on_send: Callable[[], None] | None = None
+    ) -> Coroutine[Any, Any, T]:
         raise NotImplementedError

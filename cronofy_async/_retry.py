@@ -229,7 +229,8 @@ async def run_with_retries(
     its ``attempts``, and says ``outcome_unknown=True`` if *any* attempt may have been
     processed (for an operation that `mutates`; for one that does not, never).
     """
-    start = clock.monotonic()
+    deadline = policy.deadline
+    start = clock.monotonic() if deadline is not None else 0.0  # read only with a deadline
     maybe_processed = False
 
     ready = _Ready(limiter, gate, on_send)
@@ -274,7 +275,7 @@ async def run_with_retries(
             if pause is not None and pause > policy.max_retry_after:
                 raise
             delay = pause if pause is not None else policy.backoff(ready.sent, rng)
-            if policy.deadline is not None and clock.monotonic() + delay - start > policy.deadline:
+            if deadline is not None and clock.monotonic() + delay - start > deadline:
                 raise
             logger.info(
                 "retrying %s in %.2f s: attempt %d of %d failed, %s",

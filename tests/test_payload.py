@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from cronofy_async import (
@@ -339,3 +341,63 @@ def test_the_body_is_strict_json() -> None:
 
     with pytest.raises(ValueError, match="JSON compliant"):
         json_body({"x": float("nan")})
+
+
+@attrs.frozen(kw_only=True)
+class _TaggedEvent(Event):
+    tag: str = "campaign"
+
+    def __attrs_post_init__(self) -> None:  # a subclass's own, not calling up
+        pass
+
+
+@attrs.frozen(kw_only=True)
+class _TaggedRecipient(Recipient):
+    tag: str = "campaign"
+
+    def __attrs_post_init__(self) -> None:
+        pass
+
+
+@attrs.frozen(kw_only=True)
+class _TaggedRequest(NewSchedulerRequest):
+    tag: str = "campaign"
+
+    def __attrs_post_init__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: _TaggedEvent(summary=" "), "event.summary"),
+        (lambda: _TaggedEvent(summary="s", duration_minutes=-5), "event.duration.minutes"),
+        (lambda: _TaggedRecipient(email="not an email"), "recipients.email"),
+        (
+            lambda: _TaggedRequest(
+                recipients=[Recipient(email="doc@evenitron.com")],
+                event="not an event",  # type: ignore[arg-type]
+            ),
+            "event",
+        ),
+    ],
+)
+def test_a_subclass_of_a_builder_is_checked_like_the_builder(
+    build: Callable[[], object], field: str
+) -> None:
+    with pytest.raises(PayloadError) as info:
+        build()
+    assert info.value.field == field
+
+
+class _AsciiClaimingStr(str):
+    __slots__ = ()
+
+    def isascii(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("field", ["description", "location", "locale"])
+def test_a_lone_surrogate_is_refused_whatever_the_string_says_of_itself(field: str) -> None:
+    with pytest.raises(PayloadError, match="lone surrogate"):
+        Event(summary="s", **{field: _AsciiClaimingStr("caf\ud800")})  # type: ignore[arg-type]
