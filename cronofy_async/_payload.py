@@ -45,7 +45,7 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 def _require_str(path: str, value: object) -> str:
     if not isinstance(value, str):
         raise PayloadError(path, f"must be a string, got {type(value).__name__}")
-    if value.isascii():  # the common case, answered without encoding anything
+    if type(value) is str and value.isascii():  # the common case, with nothing to encode
         return value
     try:
         value.encode()
@@ -196,6 +196,9 @@ class Recipient:
     )
     """Fields Cronofy documents that this class does not model yet; merged into the recipient."""
 
+    def __attrs_post_init__(self) -> None:
+        """Nothing more to check; here so that a subclass's own may call up to it."""
+
 
 def _check_summary(value: object) -> None:
     summary = _require_str("event.summary", value)
@@ -278,6 +281,9 @@ class Event:
     )
     """Documented event fields not modelled yet; merged into the event."""
 
+    def __attrs_post_init__(self) -> None:
+        """Nothing more to check; here so that a subclass's own may call up to it."""
+
 
 def _validate_host_sub(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
     _check_id("host.sub", value)
@@ -341,10 +347,6 @@ def _check_request(
     if request.event is None:
         raise PayloadError("event", "is required")
     _check_instance("event", request.event, Event)
-    if host is not None and rule is not None:
-        raise PayloadError(
-            "host", "give either host or scheduler_group_rule, not both: they both pick the host"
-        )
 
 
 @attrs.frozen(kw_only=True)
@@ -379,6 +381,14 @@ class NewSchedulerRequest:
         repr=lambda m: repr(dict(m)),
     )
     """Top-level fields Cronofy documents that this class does not model yet (``tags``...)."""
+
+    def __attrs_post_init__(self) -> None:
+        # Here, as ever, rather than in the validator: it holds with validators disabled too.
+        if self.host is not None and self.scheduler_group_rule is not None:
+            raise PayloadError(
+                "host",
+                "give either host or scheduler_group_rule, not both: they both pick the host",
+            )
 
 
 def check_host_mode(request: NewSchedulerRequest, *, impersonating: bool) -> None:

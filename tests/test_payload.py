@@ -401,3 +401,52 @@ class _AsciiClaimingStr(str):
 def test_a_lone_surrogate_is_refused_whatever_the_string_says_of_itself(field: str) -> None:
     with pytest.raises(PayloadError, match="lone surrogate"):
         Event(summary="s", **{field: _AsciiClaimingStr("caf\ud800")})  # type: ignore[arg-type]
+
+
+@attrs.frozen(kw_only=True)
+class _PoliteEvent(Event):
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+
+
+@attrs.frozen(kw_only=True)
+class _PoliteRecipient(Recipient):
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+
+
+@attrs.frozen(kw_only=True)
+class _PoliteRequest(NewSchedulerRequest):
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+
+
+def test_a_subclass_may_call_up_to_the_builders_post_init() -> None:
+    request = _PoliteRequest(
+        host=Host(sub="acc_1"),
+        recipients=[_PoliteRecipient(email="doc@evenitron.com")],
+        event=_PoliteEvent(summary="Driving lessons"),
+    )
+    assert body_of(request)["event"] == {"summary": "Driving lessons"}
+    with pytest.raises(PayloadError, match="not both"):
+        _PoliteRequest(
+            host=Host(sub="acc_1"),
+            scheduler_group_rule=GroupRule(id="sgr_1"),
+            recipients=[Recipient(email="doc@evenitron.com")],
+            event=Event(summary="s"),
+        )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda text: Event(summary=text),
+        lambda text: Recipient(email="doc@evenitron.com", display_name=text),
+        lambda text: Recipient(email=text + "@evenitron.com"),
+    ],
+)
+def test_a_lone_surrogate_in_any_text_is_refused_whatever_the_string_says(
+    build: Callable[[str], object],
+) -> None:
+    with pytest.raises(PayloadError, match="lone surrogate"):
+        build(_AsciiClaimingStr("doc\ud800"))
