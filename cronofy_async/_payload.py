@@ -216,10 +216,6 @@ def _check_optional_text(path: str, value: object) -> None:
     text = _require_str(path, value)
     if not text.strip():
         raise PayloadError(path, "must not be blank (leave it None to send nothing)")
-    try:
-        text.encode("utf-8")  # whatever a str subclass's isascii() says
-    except UnicodeEncodeError:
-        raise PayloadError(path, "contains a lone surrogate, which is not UTF-8") from None
 
 
 def _check_duration(value: object) -> None:
