@@ -16,7 +16,6 @@ function, so every rule below is tested without a network:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from types import MappingProxyType
@@ -25,7 +24,7 @@ from typing import Any, Final, Generic, TypeVar
 import attrs
 import httpx
 
-from ._operation import Calls, Operation, _malformed
+from ._operation import Calls, Operation, _malformed, loads
 from ._scheduling_models import ModelError, _mapping, _opt
 from ._secret import ClientSecret
 
@@ -189,7 +188,7 @@ def _page_reader(
         content: bytes, response: Callable[[], httpx.Response], secret: ClientSecret | None
     ) -> Page[T]:
         try:
-            data = json.loads(content)
+            data = loads(content)
         except ValueError:
             data = None
         if not isinstance(data, Mapping):

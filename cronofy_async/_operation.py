@@ -144,8 +144,17 @@ def loads(content: bytes) -> Any:
     """
     `json.loads` for a body that is almost always UTF-8, without guessing its encoding first.
 
-    Anything else (a BOM, UTF-16) goes the standard way; raises ``ValueError`` as it does.
+    Anything else (a BOM, UTF-16) goes the standard way. Raises ``ValueError`` as it does, and
+    for a value nested too deeply to read (which `json.loads` reports as ``RecursionError``), so
+    that every reader turns any unreadable body into a typed error.
     """
+    try:
+        return _loads(content)
+    except RecursionError:
+        raise ValueError("the body is nested too deeply to read") from None
+
+
+def _loads(content: bytes) -> Any:
     if b"\x00" in content[:4]:  # UTF-16 or UTF-32 without a BOM is also valid UTF-8
         return json.loads(content)
     try:

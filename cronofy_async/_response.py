@@ -171,7 +171,7 @@ def parse_retry_after(headers: httpx.Headers, *, now: float) -> float | None:
 def _json_or_none(content: bytes) -> Any:
     try:
         return json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deeply nested to read is unreadable too
         return None
 
 

@@ -9,7 +9,6 @@ The selection-rules family (ALPHA): show and update a rule that picks hosts from
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -20,7 +19,7 @@ import attrs
 import httpx
 
 from ._errors import PayloadError
-from ._operation import Calls, Operation, _malformed, json_body
+from ._operation import Calls, Operation, _malformed, json_body, loads
 from ._payload import _EMAIL, _check_id, _require_str
 from ._scheduling_models import ModelError, _mapping, _opt
 from ._secret import ClientSecret
@@ -243,7 +242,7 @@ def _object(
     processed: bool,
 ) -> Mapping[str, Any]:
     try:
-        data = json.loads(content)
+        data = loads(content)
     except ValueError:
         data = None
     if not isinstance(data, Mapping):

@@ -294,3 +294,27 @@ def test_a_body_that_is_not_json_is_refused_with_a_type_error() -> None:
         json_body({"when": object()})
     with pytest.raises(UnicodeEncodeError):
         json_body({"half": "\ud83d"})
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("body", [DEEP, b'{"scheduler_request": ' + DEEP + b"}"])
+async def test_a_success_nested_too_deeply_to_read_is_a_format_error_that_may_have_created(
+    backend: Backend, body: bytes
+) -> None:
+    answer = answering(200, body)
+    async with raw_server(answer) as url, api_for(url, backend) as api:
+        with pytest.raises(ResponseFormatError) as info:
+            await api.create_scheduler_request(seed_request())
+    assert info.value.outcome_unknown is True
+    assert len(answer.seen) == 1
+
+
+async def test_an_error_nested_too_deeply_to_read_is_still_the_statuss_error(
+    backend: Backend,
+) -> None:
+    answer = answering(500, DEEP)
+    async with raw_server(answer) as url, api_for(url, backend) as api:
+        with pytest.raises(ServerError):
+            await api.create_scheduler_request(seed_request())
