@@ -16,6 +16,7 @@ Every one of them derives from `CronofyError`, so one ``except`` catches them al
         ├── APIConnectionError            no usable response (wraps an httpx error)
         │   └── APITimeoutError           ... because a timeout expired
         ├── ResponseFormatError           a response whose body is not what Cronofy documents
+        ├── PaginationError               a listing that could not be read to its last page
         └── APIStatusError                a response with an error status
             ├── AuthenticationError       401  credentials not recognised
             ├── PaymentRequiredError      402  the plan lacks this feature
@@ -57,6 +58,7 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "NotificationError",
+    "PaginationError",
     "PayloadError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -222,6 +224,40 @@ class ResponseFormatError(_ResponseError):
     For example a 200 without a ``scheduler_request_id``. On a 2xx the request was processed,
     so `outcome_unknown` is ``True``.
     """
+
+
+class PaginationError(APIError):
+    """
+    A listing stopped before its last page: what came after the `yielded` items was never read.
+
+    Raised by the ``iter_organizational_unit_*`` iterators, after every item they could read
+    was yielded, when the server's paging cannot be followed safely: a ``next_page`` link that
+    is not below the list's own path on the base URL (following it would send the bearer
+    token elsewhere), a page or link that comes again, or an empty page that claims more after
+    it. `reason` says which, as one of `REASONS`; `path` is the list's path; `pages` is how
+    many pages were read. Listing changes nothing, so `outcome_unknown` is always ``False``::
+
+        members = []
+        try:
+            async for member in api.iter_organizational_unit_members():
+                members.append(member)
+        except PaginationError as error:
+            print(f"only {error.yielded} members read: {error.reason}")
+    """
+
+    REASONS = ("refused_link", "repeated_page", "link_loop", "empty_page", "too_many_pages")
+    """Every `reason` this error can carry."""
+
+    def __init__(self, message: str, *, path: str, reason: str, yielded: int, pages: int) -> None:
+        super().__init__(message, outcome_unknown=False, attempts=1)
+        self.path = path
+        """The list's path, such as ``/v1/organizational_unit_members``."""
+        self.reason = reason
+        """Why it stopped: one of `REASONS`."""
+        self.yielded = yielded
+        """How many items were yielded before it stopped (each once)."""
+        self.pages = pages
+        """How many pages were read."""
 
 
 class APIStatusError(_ResponseError):

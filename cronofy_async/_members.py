@@ -2,21 +2,24 @@
 The Organizational Unit family (ALPHA): who can host, page by page.
 
 ``GET /v1/organizational_unit_members`` and ``GET /v1/organizational_unit_resources``, each
-read to the end by an async iterator. Paging follows ``pages.next_page`` when Cronofy sends it,
-else asks for ``page=current+1`` until ``current >= total``; the decision is `next_step`, a pure
-function, so every rule below is tested without a network:
+read to the end by an async iterator. Paging follows ``pages.next_page`` when Cronofy sends it
+(``<list path>/pages/<token>``, as Read Events documents), else asks for ``page=current+1``
+until ``current >= total``. The decisions are pure functions (`resolve_link`, `fresh_items`,
+`next_step`), so every rule below is tested without a network:
 
-- a ``next_page`` link is followed only if it points at the same origin and endpoint as the
-  base URL: the bearer token is never sent anywhere else (another link falls back to
-  ``page=``);
-- paging stops, with a warning logged, when a page comes again: the same items (not yielded
-  twice), the same page number, or a link followed before; a server that repeats itself cannot
-  loop the client forever. An empty page ends the listing too.
+- a ``next_page`` link is followed only if it is on the base URL's origin (scheme, host, port,
+  user) and its path is the list's path or below it: the bearer token is never sent anywhere
+  else;
+- a listing that cannot reach its last page raises `PaginationError` once every item it could
+  read was yielded, naming how many and why (a refused link, a page or link that comes again,
+  an empty page that claims more): it never ends silently early, never loops, and never
+  yields an item twice. It ends quietly only when the server says it is over.
 """
 
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Generic, TypeVar
@@ -24,20 +27,22 @@ from typing import Any, Final, Generic, TypeVar
 import attrs
 import httpx
 
+from ._errors import PaginationError
 from ._operation import Calls, Operation, _malformed, loads
 from ._scheduling_models import ModelError, _mapping, _opt
 from ._secret import ClientSecret
 
 __all__ = [
+    "MAX_PAGES",
     "MEMBERS_PATH",
     "RESOURCES_PATH",
     "Members",
     "OrganizationalUnitMember",
     "OrganizationalUnitResource",
     "Page",
+    "fresh_items",
     "list_operation",
     "next_step",
-    "repeated",
     "resolve_link",
     "structure_member",
     "structure_resource",
@@ -230,24 +235,61 @@ def list_operation(
 
 def resolve_link(link: str, endpoint: str) -> str | None:
     """
-    `link` as a full URL if it is `endpoint` (a full URL) with at most another query string.
+    `link` as a full URL if it is `endpoint` (a full URL), or a path below it, on its origin.
 
-    ``None`` for anything else: another scheme, host, port, user or path, or no URL at all.
+    Cronofy's ``next_page`` is the list's own path with ``/pages/<token>`` below it. Any
+    query string is kept. ``None`` for anything else: another scheme, host, port or user,
+    a path outside the list's (``..`` segments are resolved first, and an encoded ``.``,
+    ``..``, ``/`` or backslash in a segment is refused rather than guessed at), or no URL at
+    all::
+
+        >>> resolve_link("/v1/members/pages/08a07b03", "https://api.cronofy.com/v1/members")
+        'https://api.cronofy.com/v1/members/pages/08a07b03'
+        >>> resolve_link("//evil.example/v1/members", "https://api.cronofy.com/v1/members")
     """
     try:
         here = httpx.URL(endpoint)
         target = here.join(link)
         # Raw, not decoded: decoding a hostile host name (IDNA) can itself raise.
-        same = (
+        same_origin = (
             target.scheme == here.scheme
             and target.raw_host.lower() == here.raw_host.lower()
             and target.port == here.port
             and target.userinfo == here.userinfo
-            and target.path == here.path
         )
+        below = target.path == here.path or _below(_raw_path(target), _raw_path(here))
     except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError is a ValueError
         return None
-    return str(target) if same else None
+    return str(target) if same_origin and below else None
+
+
+def _raw_path(url: httpx.URL) -> bytes:
+    return url.raw_path.partition(b"?")[0]
+
+
+def _below(path: bytes, parent: bytes) -> bool:
+    """Whether `path` is `parent` + ``/`` + segments, none of which can climb or split."""
+    prefix = parent.rstrip(b"/") + b"/"
+    if not path.startswith(prefix):
+        return False
+    for segment in path[len(prefix) :].split(b"/"):
+        decoded = urllib.parse.unquote_to_bytes(segment)
+        if decoded in (b"", b".", b"..") or b"/" in decoded or b"\\" in decoded:
+            return False
+    return True
+
+
+MAX_PAGES: Final = 10_000
+"""The most pages one listing reads: a server that never ends a list cannot hold a caller."""
+
+
+class _TruncatedError(Exception):
+    """Why a listing cannot go on (before its last page): a `PaginationError`'s reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 @attrs.define
@@ -256,21 +298,36 @@ class _Seen:
 
     pages: set[int] = attrs.Factory(set)
     links: set[str] = attrs.Factory(set)
-    contents: set[tuple[Hashable, ...]] = attrs.Factory(set)
+    keys: set[Hashable] = attrs.Factory(set)
+    read: int = 0
+    """How many pages were read."""
 
 
-def repeated(page: Page[Any], *, endpoint: str, seen: _Seen) -> bool:
+def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
     """
-    Whether `page` holds exactly the items of a page already read (recorded in `seen`).
+    The items of `page` not yielded before (recorded in `seen`), in order.
 
-    Its items are then not yielded again and the listing ends: a server that serves the same
-    page forever would otherwise loop the client forever.
+    Raises `_TruncatedError` when the page comes again: its number was answered before, or every
+    one of its items was yielded already. A server that serves the same page forever would
+    otherwise loop the client forever; an item is never yielded twice.
     """
-    if page.items and page.keys in seen.contents:
-        logger.warning("stopped paging %s: the server answered a page seen before", endpoint)
-        return True
-    seen.contents.add(page.keys)
-    return False
+    seen.read += 1
+    if seen.read > MAX_PAGES:
+        raise _TruncatedError("too_many_pages", f"more than {MAX_PAGES} pages")
+    if page.current is not None:
+        if page.current in seen.pages:
+            raise _TruncatedError("repeated_page", f"page {page.current} came twice")
+        seen.pages.add(page.current)
+    fresh = []
+    for item, key in zip(page.items, page.keys, strict=True):
+        if key not in seen.keys:
+            seen.keys.add(key)
+            fresh.append(item)
+    if page.items and not fresh:
+        raise _TruncatedError(
+            "repeated_page", "a page came again: every item on it was listed before"
+        )
+    return fresh
 
 
 def next_step(
@@ -279,35 +336,36 @@ def next_step(
     """
     Where to go after `page`: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``.
 
-    ``None`` when the listing is over, or when going on could loop (a page number answered
-    before, a link followed before). `endpoint` is the full URL of the list on the base URL;
-    `seen` is updated.
+    ``None`` when the listing really ended (``current >= total``, or no ``next_page`` and no
+    ``total`` beyond ``current``). Raises `_TruncatedError` when it did not but cannot go on: a
+    refused link, a link followed before, a page number answered before, or an empty page
+    that claims more. `endpoint` is the full URL of the list on the base URL; `seen` is
+    updated.
     """
-    if not page.items:
-        return None
-    if page.current is not None:
-        if page.current in seen.pages:
-            logger.warning("stopped paging %s: page %d came twice", endpoint, page.current)
+    following: int | None = None
+    if page.current is not None and page.total is not None:
+        if page.current >= page.total:
             return None
-        seen.pages.add(page.current)
+        following = page.current + 1
+    if page.next_page is None and following is None:
+        return None
+    if not page.items:
+        raise _TruncatedError("empty_page", "an empty page claimed more pages after it")
     if page.next_page is not None:
         link = resolve_link(page.next_page, endpoint)
         if link is None:
-            # Following it would send the bearer token to whoever the link names.
-            # Nor is the link logged: a hostile server may have put anything in it.
-            logger.warning("ignored pages.next_page: not %s on the base URL", endpoint)
-        elif link in seen.links:
-            logger.warning("stopped paging %s: next_page points at a page seen before", endpoint)
-            return None
-        else:
-            seen.links.add(link)
-            return None, link
-    if page.current is None or page.total is None or page.current >= page.total:
-        return None
-    if page.current + 1 in seen.pages:
-        logger.warning("stopped paging %s: page %d came before", endpoint, page.current + 1)
-        return None
-    return page.current + 1, None
+            # Following it would send the bearer token to whoever the link names. Nor is the
+            # link quoted: a hostile server may have put anything in it.
+            raise _TruncatedError(
+                "refused_link", "pages.next_page is not below the list's path on the base URL"
+            )
+        if link in seen.links:
+            raise _TruncatedError("link_loop", "pages.next_page points at a page read before")
+        seen.links.add(link)
+        return None, link
+    if following in seen.pages:
+        raise _TruncatedError("repeated_page", f"page {following} came before")
+    return following, None
 
 
 class Members(Calls):
@@ -351,14 +409,39 @@ class Members(Calls):
         endpoint = self._base_url + path
         seen = _Seen(links={endpoint})  # a link back to the first page is a loop too
         operation = list_operation(path, read)
+        yielded = 0
         while True:
             page = await self._call(operation)
-            if repeated(page, endpoint=endpoint, seen=seen):
-                return
-            for item in page.items:
+            try:
+                fresh = fresh_items(page, seen=seen)
+            except _TruncatedError as stop:
+                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
+            for item in fresh:
                 yield item
-            step = next_step(page, endpoint=endpoint, seen=seen)
+                yielded += 1
+            try:
+                step = next_step(page, endpoint=endpoint, seen=seen)
+            except _TruncatedError as stop:
+                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
             if step is None:
                 return
             number, link = step
             operation = list_operation(path, read, page=number, url=link)
+
+
+def _pagination_error(
+    path: str, stop: _TruncatedError, *, yielded: int, pages: int
+) -> PaginationError:
+    read = f"{_count(yielded, 'item')} on {_count(pages, 'page')}"
+    logger.warning("stopped listing %s after %s: %s", path, read, stop.detail)
+    return PaginationError(
+        f"listing {path} stopped after {read}, before its last page: {stop.detail}",
+        path=path,
+        reason=stop.reason,
+        yielded=yielded,
+        pages=pages,
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -269,6 +269,24 @@ async def test_members_prints_what_it_read_before_a_failure(
     assert "503" in err
 
 
+async def test_members_cut_short_by_a_foreign_link_fail_after_printing_what_came(
+    fake: FakeCronofy, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_page = fake._list_members
+
+    def foreign_link(request: Any) -> Any:
+        key, status, body = serve_page(request)
+        body["pages"]["next_page"] = "https://evil.example/v1/organizational_unit_members/pages/x"
+        return key, status, body
+
+    monkeypatch.setattr(fake, "_list_members", foreign_link)
+    status, out, err = await cli(run_members, "members", "--json", "--base-url", base_url)
+    assert status == 1
+    assert [json.loads(line)["sub"] for line in out.splitlines()] == ["acc_1"]
+    assert "stopped after 1 item on 1 page" in err
+    assert "evil" not in err
+
+
 async def test_no_secret_is_a_usage_error(base_url: str) -> None:
     status, _, err = await cli(run_members, "members", "--base-url", base_url, secret=None)
     assert status == 2

@@ -8,6 +8,7 @@ paged, selection rules shown and patched; faults, auth and the rate limit on eve
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 import httpx
@@ -312,21 +313,128 @@ async def test_bad_query_and_cancel_bodies_are_422(
 # -- members, resources, selection rules ------------------------------------------------------
 
 
-async def test_members_are_paged_with_links(fake: FakeCronofy) -> None:
+async def test_members_are_paged_with_cronofys_links(fake: FakeCronofy) -> None:
     async with fake.client() as client:
         first = (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()
-        assert first["pages"] == {
-            "current": 1,
-            "total": 2,
-            "next_page": "http://fake-cronofy.test/v1/organizational_unit_members?page=2",
-        }
+        pages = first["pages"]
+        assert (pages["current"], pages["total"]) == (1, 2)
+        # Read Events' documented shape: below the list's own path, an opaque token.
+        prefix = "http://fake-cronofy.test/v1/organizational_unit_members/pages/"
+        assert pages["next_page"].startswith(prefix)
+        token = pages["next_page"].removeprefix(prefix)
+        assert re.fullmatch(r"[0-9a-f]{16}", token)
         assert [m["sub"] for m in first["organizational_unit_members"]] == ["acc_1", "acc_2"]
-        second = await client.get(first["pages"]["next_page"], headers=AUTH)
-        assert second.json()["pages"] == {"current": 2, "total": 2}
-        beyond = await client.get("/v1/organizational_unit_members?page=9", headers=AUTH)
-        assert beyond.json()["organizational_unit_members"] == []
-        bad = await client.get("/v1/organizational_unit_members?page=zero", headers=AUTH)
-        assert bad.status_code == 422
+        second = await client.get(pages["next_page"], headers=AUTH)
+        assert second.json()["pages"] == {"current": 2, "total": 2}  # the last has no link
+        assert [m["sub"] for m in second.json()["organizational_unit_members"]] == ["acc_3"]
+        # A link works more than once while it lives (a client retrying a lost answer).
+        again = await client.get(pages["next_page"], headers=AUTH)
+        assert again.json() == second.json()
+        # A fresh listing gets a fresh token.
+        other = (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()
+        assert other["pages"]["next_page"] != pages["next_page"]
+
+
+@pytest.mark.parametrize("query", ["?page=2", "?page=9", "?page=zero", "?page=-1"])
+async def test_page_numbers_are_ignored_as_by_cronofy(fake: FakeCronofy, query: str) -> None:
+    async with fake.client() as client:
+        answer = await client.get(f"/v1/organizational_unit_members{query}", headers=AUTH)
+    assert answer.status_code == 200
+    assert answer.json()["pages"]["current"] == 1
+    assert [m["sub"] for m in answer.json()["organizational_unit_members"]] == ["acc_1", "acc_2"]
+
+
+async def test_a_page_link_expires(fake: FakeCronofy) -> None:
+    async with fake.client() as client:
+        first = (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()
+        assert fake.expire_page_links() == 1
+        expired = await client.get(first["pages"]["next_page"], headers=AUTH)
+    assert expired.status_code == 404
+
+
+async def test_a_page_link_lives_page_link_ttl_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("cronofy_async.testing._fake_scheduling._now", lambda: now[0])
+    fake = FakeCronofy(members=MEMBERS, page_size=1, page_link_ttl=30, rate_limit=None)
+    async with fake.client() as client:
+        first = (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()
+        link = first["pages"]["next_page"]
+        now[0] += 29.9
+        assert (await client.get(link, headers=AUTH)).status_code == 200
+        now[0] += 0.1
+        assert (await client.get(link, headers=AUTH)).status_code == 404
+
+
+async def test_a_listing_whose_link_expired_is_a_not_found_error(fake: FakeCronofy) -> None:
+    async with api_for(fake) as api:
+        seen = []
+
+        async def listing() -> None:
+            async for member in api.iter_organizational_unit_members():
+                seen.append(member.sub)
+                fake.expire_page_links()
+
+        with pytest.raises(NotFoundError):
+            await listing()
+    assert seen == ["acc_1", "acc_2"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/organizational_unit_members/pages/0123456789abcdef",  # never given out
+        "/v1/organizational_unit_members/pages/",
+        "/v1/organizational_unit_members/pages/a/b",
+    ],
+)
+async def test_an_unknown_page_link_is_not_found(fake: FakeCronofy, path: str) -> None:
+    async with fake.client() as client:
+        await client.get("/v1/organizational_unit_members", headers=AUTH)
+        answer = await client.get(path, headers=AUTH)
+    assert answer.status_code == 404
+
+
+async def test_a_members_link_does_not_page_resources(fake: FakeCronofy) -> None:
+    async with fake.client() as client:
+        first = (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()
+        token = first["pages"]["next_page"].rpartition("/")[2]
+        crossed = await client.get(f"/v1/organizational_unit_resources/pages/{token}", headers=AUTH)
+        unauthenticated = await client.get(first["pages"]["next_page"])
+    assert crossed.status_code == 404
+    assert unauthenticated.status_code == 401
+
+
+@pytest.mark.parametrize("option", [0, -1, float("nan"), float("inf"), True, "60"])
+def test_a_bad_page_link_ttl_is_refused(option: Any) -> None:
+    with pytest.raises(ConfigurationError, match="page_link_ttl"):
+        FakeCronofy(page_link_ttl=option)
+
+
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+async def test_250_members_over_3_pages_of_real_links_are_each_listed_once(
+    backend: Literal["httpx", "aiohttp"],
+) -> None:
+    members = {f"acc_{i:03}": f"host{i}@example.com" for i in range(250)}
+    resources = {f"res_{i:03}": f"Room {i}" for i in range(250)}
+    fake = FakeCronofy(members=members, resources=resources, rate_limit=None)  # 100 a page
+    async with fake.serve() as base_url:
+        api = AsyncSchedulerAPI(fake.secret, base_url=base_url, http_backend=backend)
+        use_clock(api, FakeClock())
+        async with api:
+            listed = [m async for m in api.iter_organizational_unit_members()]
+            rooms = [r async for r in api.iter_organizational_unit_resources()]
+    assert [(m.sub, m.email) for m in listed] == list(members.items())
+    assert [(r.sub, r.name) for r in rooms] == list(resources.items())
+    assert fake.outcomes["organizational_unit_members"] == 3
+    assert fake.outcomes["organizational_unit_resources"] == 3
+
+
+async def test_page_size_splits_a_listing(fake: FakeCronofy) -> None:
+    fake = FakeCronofy(members=[f"acc_{i}" for i in range(7)], page_size=3, rate_limit=None)
+    async with api_for(fake) as api:
+        listed = [m.sub async for m in api.iter_organizational_unit_members()]
+    assert listed == [f"acc_{i}" for i in range(7)]
+    assert fake.outcomes["organizational_unit_members"] == 3
 
 
 async def test_member_emails_are_derived_without_a_mapping() -> None:

@@ -32,6 +32,7 @@ from .._errors import ConfigurationError
 from .._payload import MAX_SUMMARY_LENGTH
 from .._ratelimit import RateLimit
 from ._fake_scheduling import (
+    DEFAULT_PAGE_LINK_TTL,
     DEFAULT_PAGE_SIZE,
     FakeRequest,
     FakeScheduling,
@@ -170,6 +171,9 @@ class FakeCronofy(FakeScheduling):
             the selection-rule calls; ``None`` knows none, but accepts any
             ``host_group=SelectionRule(sub=...)``.
         page_size: members or resources per page.
+        page_link_ttl: seconds each ``next_page`` link works (Cronofy's are opaque tokens,
+            ``<list path>/pages/<token>``, and short-lived); `expire_page_links` ends them all
+            at once.
         compress: gzip every answer whose request accepts it (``Accept-Encoding: gzip``), as
             servers and proxies in front of an API often do.
         retry_after: send ``Retry-After`` with each 429. Cronofy does not document one: turn it
@@ -199,6 +203,7 @@ class FakeCronofy(FakeScheduling):
         resources: Iterable[str] | Mapping[str, str] | None = None,
         selection_rules: Mapping[str, tuple[str, int | str, Iterable[str]]] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        page_link_ttl: float = DEFAULT_PAGE_LINK_TTL,
         compress: bool = False,
         retry_after: bool = True,
         notification_url: str | None = None,
@@ -237,6 +242,7 @@ class FakeCronofy(FakeScheduling):
             resources=resources,
             selection_rules=selection_rules,
             page_size=page_size,
+            page_link_ttl=page_link_ttl,
         )
         self.compressed = 0
         """How many answers were sent gzip-compressed (with ``compress=True``)."""

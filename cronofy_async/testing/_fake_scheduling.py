@@ -17,6 +17,7 @@ import json
 import math
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final
@@ -28,6 +29,7 @@ from .._payload import MAX_SUMMARY_LENGTH
 from ._notify import Delivery, FakeNotifications, NotificationFaults, link_metadata_from_url
 
 __all__ = [
+    "DEFAULT_PAGE_LINK_TTL",
     "DEFAULT_PAGE_SIZE",
     "FakeRequest",
     "FakeScheduling",
@@ -38,11 +40,25 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE: Final = 100
 """Members or resources per page, unless ``page_size=`` says otherwise."""
+DEFAULT_PAGE_LINK_TTL: Final = 300.0
+"""Seconds a ``next_page`` link works, unless ``page_link_ttl=`` says otherwise."""
 MEMBER_DOMAIN: Final = "example.com"
 """Where a member's email is, when the fake derives one from its sub."""
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _RULE_PATH = re.compile(r"/v1/scheduler/selection_rules/([^/]+)")
+_PURGE_LINKS_AT: Final = 1024
+_now = time.monotonic  # a module global, so a test can move the fake's clock alone
+_PAGE_PATH = re.compile(r"(/v1/organizational_unit_(?:members|resources))/pages/([^/]+)")
+
+
+@attrs.frozen
+class _PageLink:
+    """What a ``next_page`` token stands for: a page of one list, until it expires."""
+
+    key: str
+    number: int
+    expires: float
 
 
 @attrs.frozen(kw_only=True)
@@ -215,6 +231,23 @@ def _page_size(value: object) -> int:
     return value
 
 
+def _list_path(path: str) -> str:
+    """The list `path` reads: itself, or the list a ``/pages/<token>`` path is below."""
+    page = _PAGE_PATH.fullmatch(path)
+    return page.group(1) if page else path
+
+
+def _page_link_ttl(value: object) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"page_link_ttl must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
 class FakeScheduling(FakeNotifications):
     """
     The part of `FakeCronofy` that serves scheduling requests, members and selection rules.
@@ -238,12 +271,15 @@ class FakeScheduling(FakeNotifications):
         resources: Iterable[str] | Mapping[str, str] | None,
         selection_rules: Mapping[str, tuple[str, int | str, Iterable[str]]] | None,
         page_size: int,
+        page_link_ttl: float,
     ) -> None:
         self._member_list = [
             (sub, email or f"{sub}@{MEMBER_DOMAIN}") for sub, email in _named("members", members)
         ]
         self._resource_list = [(sub, name or sub) for sub, name in _named("resources", resources)]
         self._page_size = _page_size(page_size)
+        self._page_link_ttl = _page_link_ttl(page_link_ttl)
+        self._page_links: dict[str, _PageLink] = {}
         self.selection_rules = _rules(selection_rules)
         self.scheduling_requests = []
         self._by_id: dict[str, SchedulingEntry] = {}
@@ -336,6 +372,21 @@ class FakeScheduling(FakeNotifications):
 
     # -- routing -------------------------------------------------------------------------------
 
+    def expire_page_links(self) -> int:
+        """
+        Make every ``next_page`` link given out so far stop working, as time would.
+
+        A listing that follows one afterwards is answered 404, as for a token the fake never
+        gave out. Returns how many links expired::
+
+            page = (await client.get("/v1/organizational_unit_members")).json()["pages"]
+            fake.expire_page_links()
+            assert (await client.get(page["next_page"])).status_code == 404
+        """
+        count = len(self._page_links)
+        self._page_links.clear()
+        return count
+
     def _route(self, method: str, path: str) -> Handler | tuple[str, ...] | None:
         """The handler for `method` on `path`; the allowed methods if only the method is wrong."""
         routes: dict[str, Handler]
@@ -345,9 +396,9 @@ class FakeScheduling(FakeNotifications):
             routes = {"POST": self._query_scheduling}
         elif path == "/v1/scheduling_requests/cancel":
             routes = {"POST": self._cancel_scheduling}
-        elif path == "/v1/organizational_unit_members":
+        elif _list_path(path) == "/v1/organizational_unit_members":
             routes = {"GET": self._list_members}
-        elif path == "/v1/organizational_unit_resources":
+        elif _list_path(path) == "/v1/organizational_unit_resources":
             routes = {"GET": self._list_resources}
         elif _RULE_PATH.fullmatch(path):
             routes = {"GET": self._show_rule, "PATCH": self._patch_rule}
@@ -480,16 +531,32 @@ class FakeScheduling(FakeNotifications):
     # -- members and resources ------------------------------------------------------------------
 
     def _page(self, request: FakeRequest, key: str, items: list[dict[str, Any]]) -> Answer:
-        text = request.query.get("page", "1")
-        if not text.isdigit() or int(text) < 1:
-            return _unprocessable(_error("page", "errors.invalid", "a page number from 1"))
-        number = int(text)
+        """
+        One page of a list, as Cronofy pages: the first, or the one a ``next_page`` token names.
+
+        ``page=`` is ignored, as by Cronofy's cursor-paged APIs; a link is
+        ``<list path>/pages/<opaque token>`` on the origin the client addressed, works for
+        `_page_link_ttl` seconds, and only for its own list. The last page has none.
+        """
+        now = _now()
+        number = 1
+        page = _PAGE_PATH.fullmatch(request.path)
+        if page is not None:
+            link = self._page_links.get(page.group(2))
+            if link is None or link.key != key or link.expires <= now:
+                return _not_found()
+            number = link.number
         total = max(1, math.ceil(len(items) / self._page_size))
         start = (number - 1) * self._page_size
         pages: dict[str, Any] = {"current": number, "total": total}
         if number < total:
-            query = urllib.parse.urlencode({"page": number + 1})
-            pages["next_page"] = f"{request.origin}{request.path}?{query}"
+            if len(self._page_links) >= _PURGE_LINKS_AT:
+                # Expired links are forgotten now and then, so a long-lived fake stays small.
+                self._page_links = {t: v for t, v in self._page_links.items() if v.expires > now}
+            token = secrets.token_hex(8)
+            self._page_links[token] = _PageLink(key, number + 1, now + self._page_link_ttl)
+            list_path = _list_path(request.path)
+            pages["next_page"] = f"{request.origin}{list_path}/pages/{token}"
         return key, 200, {key: items[start : start + self._page_size], "pages": pages}
 
     def _list_members(self, request: FakeRequest) -> Answer:
