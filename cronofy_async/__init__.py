@@ -18,10 +18,13 @@ from ._errors import (
     ConfigurationError,
     CronofyError,
     FieldError,
+    IdempotencyConflictError,
+    LedgerUnavailableError,
     LimiterUnavailableError,
     LockedError,
     NotFoundError,
     NotificationError,
+    OutcomeUnknownError,
     PaginationError,
     PayloadError,
     PaymentRequiredError,
@@ -31,6 +34,7 @@ from ._errors import (
     ServerError,
     ValidationError,
 )
+from ._ledger import Ledger, LedgerEntry, LedgerState, MemoryLedger
 from ._members import OrganizationalUnitMember, OrganizationalUnitResource
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
@@ -40,6 +44,7 @@ from ._retry import RetryPolicy
 from ._scheduling_models import RecipientOperations, SchedulingRecipient, SchedulingRequest
 from ._scheduling_requests import MAX_QUERY_IDS, HostGroup, NewSchedulingRequest
 from ._selection_rules import SelectionRule, SelectionRuleMember, SelectionRuleUpdate
+from ._sqlite_ledger import SQLiteLedger
 from ._version import __version__
 
 __all__ = [
@@ -66,9 +71,15 @@ __all__ = [
     "GroupRule",
     "Host",
     "HostGroup",
+    "IdempotencyConflictError",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerState",
+    "LedgerUnavailableError",
     "Limiter",
     "LimiterUnavailableError",
     "LockedError",
+    "MemoryLedger",
     "NewSchedulerRequest",
     "NewSchedulingRequest",
     "NotFoundError",
@@ -76,6 +87,7 @@ __all__ = [
     "OrganizationalUnitMember",
     "OrganizationalUnitResource",
     "Outcome",
+    "OutcomeUnknownError",
     "PaginationError",
     "PayloadError",
     "PaymentRequiredError",
@@ -86,6 +98,7 @@ __all__ = [
     "RecipientOperations",
     "ResponseFormatError",
     "RetryPolicy",
+    "SQLiteLedger",
     "ScheduledRecipient",
     "SchedulerRequest",
     "SchedulingRecipient",

@@ -37,6 +37,7 @@ from ._errors import (
     BatchInputError,
     ClientClosedError,
     ConfigurationError,
+    OutcomeUnknownError,
     PaymentRequiredError,
     PermissionDeniedError,
 )
@@ -55,9 +56,11 @@ __all__ = [
     "BatchReport",
     "BatchResult",
     "BatchStream",
+    "KeyOf",
     "Outcome",
     "Send",
     "collect",
+    "keyed_send",
     "outcome_of",
 ]
 
@@ -111,6 +114,11 @@ class BatchResult(Generic[Q, M]):
     """Why it was not created, otherwise."""
     attempts: int = 0
     """How many times it was sent."""
+    replayed: bool = False
+    """
+    Whether `created` was answered from the idempotency ledger: its key was created before
+    (by an earlier call, batch or process), so nothing was sent for it this time.
+    """
 
     @property
     def scheduler_request(self) -> SchedulerRequest | None:
@@ -151,6 +159,8 @@ def outcome_of(error: BaseException, *, sent: int | bool = True) -> Outcome:
     stopped it. After, an `APIError` says whether the invite may exist, and anything else
     unforeseen is assumed to have created it.
     """
+    if isinstance(error, OutcomeUnknownError):
+        return Outcome.UNKNOWN  # never sent now, but an earlier send under its key may exist
     if isinstance(error, ClientClosedError | asyncio.CancelledError):
         return Outcome.NOT_SENT if not sent else Outcome.UNKNOWN
     if not sent:
@@ -216,6 +226,8 @@ class _Item(Generic[Q, M]):
     """An attempt of it went out and has not failed yet."""
     maybe_processed: bool = False
     """A failed attempt of it may have been processed: it may exist."""
+    from_ledger: bool = False
+    """Its key was created before: the answer came from the idempotency ledger."""
 
     def __call__(self) -> None:
         """Its bytes go out now (the pipeline's `on_send`)."""
@@ -226,6 +238,10 @@ class _Item(Generic[Q, M]):
         """An attempt failed; waiting for a retry is not being on the wire."""
         self.on_wire = False
         self.maybe_processed = self.maybe_processed or maybe_processed
+
+    def replayed(self) -> None:
+        """Its answer came from the idempotency ledger: nothing was sent."""
+        self.from_ledger = True
 
     @property
     def unsent_outcome(self) -> Outcome:
@@ -247,6 +263,7 @@ class _Item(Generic[Q, M]):
             created=created,
             error=error,
             attempts=attempts,
+            replayed=self.from_ledger,
         )
 
 
@@ -299,6 +316,32 @@ class _Mailbox:
 
 Send = Callable[[Q, Callable[[], None]], Awaitable[M]]
 """How a batch sends one item: ``send(item, on_send)``; `on_send` is called as it goes out."""
+
+KeyOf = Callable[[Q], str]
+"""How a batch names each item's idempotency key: ``key(item) -> str``."""
+
+
+def keyed_send(
+    create: Callable[..., Awaitable[M]], key: KeyOf[Q] | None, resend_unknown: bool
+) -> Send[Q, M]:
+    """
+    A batch's `Send` through `create`, under the idempotency key ``key(item)`` if given.
+
+    A `key` that raises, or gives what cannot be a key, fails that item before it is sent.
+    """
+    if key is None:
+        if resend_unknown:
+            raise ConfigurationError("resend_unknown applies to idempotency keys: give key=")
+        return create
+    if not callable(key):
+        raise ConfigurationError(
+            f"key must be a callable (request -> str), got {type(key).__name__}"
+        )
+
+    def send(request: Q, on_send: Callable[[], None]) -> Awaitable[M]:
+        return create(request, on_send, idempotency_key=key(request), resend_unknown=resend_unknown)
+
+    return send
 
 
 class BatchStream(Generic[Q, M]):

@@ -19,6 +19,8 @@ from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
 from ._errors import ClientClosedError, ConfigurationError
+from ._idempotency import check_key, fingerprint, send_once
+from ._ledger import Ledger, MemoryLedger
 from ._loops import LoopEnd
 from ._members import Members
 from ._operation import Operation
@@ -211,6 +213,8 @@ class _Shared:
     retry: RetryPolicy
     limiter: Limiter | None
     in_flight: InFlightLimit
+    ledger: Ledger = attrs.field(factory=MemoryLedger)
+    """Where idempotency keys are kept: the caller's, or a `MemoryLedger` of this object's."""
     direct: httpx.AsyncBaseTransport | None = None
     """The transport to send through directly, skipping the client's machinery, if safe."""
     fast: _RawSender | None = None
@@ -301,6 +305,11 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         http_backend: ``"httpx"`` (the default: plain ``respx.mock`` intercepts it) or
             ``"aiohttp"``, the fast path for high volume (``pip install
             'cronofy-async[aiohttp]'``): still an ``httpx.AsyncClient`` above, aiohttp below.
+        ledger: where the ``idempotency_key`` of each create is kept, so that no key is sent
+            twice: a `SQLiteLedger` for the processes of one machine, a
+            ``cronofy_async.redis.RedisLedger`` for many. By default a `MemoryLedger` of this
+            object's own, which protects one process only. The library never closes a ledger
+            it did not make.
 
     One connection pool, one pace and one 429 pause serve this object and every view made by
     `impersonate` and `with_data_center`. Use ``async with`` or call `aclose` when done.
@@ -339,8 +348,14 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         rate_limit: RateLimit | Limiter | None = RateLimit(),  # noqa: B008 - frozen too
         max_in_flight: int | None = None,
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
+        ledger: Ledger | None = None,
     ) -> None:
         secret = _load_secret(client_secret)
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise ConfigurationError(
+                "ledger must be a Ledger (MemoryLedger, SQLiteLedger, RedisLedger or an object "
+                f"with their async methods) or None, got {type(ledger).__name__}"
+            )
         if data_center is None:
             data_center = os.environ.get(DATA_CENTER_ENV) or DataCenter.US
         center = DataCenter(data_center)
@@ -394,6 +409,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             direct=direct,
             fast=fast,
             clock=clock,
+            ledger=ledger if ledger is not None else MemoryLedger(),
         )
         self._setup(shared, center, url, impersonate=None, root=True)
 
@@ -470,6 +486,18 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         one is built when the object is used from another loop.
         """
         return self._shared.http
+
+    @property
+    def ledger(self) -> Ledger:
+        """
+        Where this object and its views keep idempotency keys and what became of them.
+
+        The `ledger` given, else a `MemoryLedger` of this object's own::
+
+            entry = await api.ledger.get("order-42")
+            print(entry.state if entry else "never sent")
+        """
+        return self._shared.ledger
 
     @property
     def closed(self) -> bool:
@@ -568,6 +596,30 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             on_send=on_send,
             idempotent=operation.idempotent,
             mutates=operation.mutates,
+        )
+
+    async def _send_once(
+        self,
+        operation: Operation[T],
+        on_send: Callable[[], None] | None,
+        *,
+        key: object,
+        resend_unknown: bool,
+        request_id: Callable[[T], str],
+    ) -> T:
+        """`_call` under an idempotency key: at most one send per key in the ledger."""
+        shared = self._shared
+        checked = check_key(key, shared.secret)
+        return await send_once(
+            self._call,
+            operation,
+            ledger=shared.ledger,
+            key=checked,
+            print_=fingerprint(operation, base_url=self._base_url, impersonate=self._impersonate),
+            resend_unknown=resend_unknown,
+            on_send=on_send,
+            request_id=request_id,
+            secret=shared.secret,
         )
 
     def _httpx_attempt(self, operation: Operation[T]) -> Attempt[T]:

@@ -11,12 +11,18 @@ Every one of them derives from `CronofyError`, so one ``except`` catches them al
     ├── LimiterUnavailableError           a shared rate limiter (Redis) did not answer in
     │                                     time or failed; nothing was sent
     ├── BatchInputError                   a batch's input raised; `report` has what was sent
+    ├── LedgerUnavailableError            the idempotency ledger could not be read or written
+    │                                     in time; nothing was sent
+    ├── IdempotencyConflictError          an idempotency key already stands for another
+    │                                     request; nothing was sent
     └── APIError                          a call that went out; `outcome_unknown` says whether
         │                                 the scheduler request may exist anyway
         ├── APIConnectionError            no usable response (wraps an httpx error)
         │   └── APITimeoutError           ... because a timeout expired
         ├── ResponseFormatError           a response whose body is not what Cronofy documents
         ├── PaginationError               a listing that could not be read to its last page
+        ├── OutcomeUnknownError           an idempotency key's earlier send may have created
+        │                                 the invite; nothing was sent this time
         └── APIStatusError                a response with an error status
             ├── AuthenticationError       401  credentials not recognised
             ├── PaymentRequiredError      402  the plan lacks this feature
@@ -54,10 +60,13 @@ __all__ = [
     "ConfigurationError",
     "CronofyError",
     "FieldError",
+    "IdempotencyConflictError",
+    "LedgerUnavailableError",
     "LimiterUnavailableError",
     "LockedError",
     "NotFoundError",
     "NotificationError",
+    "OutcomeUnknownError",
     "PaginationError",
     "PayloadError",
     "PaymentRequiredError",
@@ -93,6 +102,42 @@ class LimiterUnavailableError(CronofyError):
     >>> issubclass(LimiterUnavailableError, CronofyError)
     True
     """
+
+
+class LedgerUnavailableError(CronofyError):
+    """
+    The idempotency ledger could not be read or written in time: nothing was sent.
+
+    Raised when a `SQLiteLedger`'s file is locked past its timeout (5 s by default), corrupt
+    or cannot be opened, or a ``RedisLedger``'s Redis is unreachable or failing. The
+    ledger's own error is the ``__cause__``; the request never left, so it is safe to try
+    again once the ledger is back.
+
+    >>> issubclass(LedgerUnavailableError, CronofyError)
+    True
+    """
+
+
+class IdempotencyConflictError(CronofyError):
+    """
+    An idempotency key already stands for a different request: nothing was sent.
+
+    A key names one request (method, path, data center, impersonated account and body);
+    using it for another is a mistake in the caller's keys, refused before sending::
+
+        try:
+            await api.create_scheduling_request(other, idempotency_key="order-42")
+        except IdempotencyConflictError as error:
+            print(error.key, "was used for another invite")
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request (another "
+            "body, data center or impersonated account); nothing was sent"
+        )
+        self.key = key
+        """The key that conflicts."""
 
 
 class BatchInputError(CronofyError):
@@ -258,6 +303,32 @@ class PaginationError(APIError):
         """How many items were yielded before it stopped (each once)."""
         self.pages = pages
         """How many pages were read."""
+
+
+class OutcomeUnknownError(APIError):
+    """
+    An earlier send under this idempotency key may have created the invite: nothing was sent.
+
+    The earlier call timed out or failed after its bytes left, its process died mid-send, or
+    another call with the key is still in flight past the ledger's ``wait``. Check in
+    Cronofy (or with the recipient) whether the invite exists; to send it again regardless,
+    pass ``resend_unknown=True``. `outcome_unknown` is always ``True`` and `attempts` 0::
+
+        try:
+            await api.create_scheduling_request(request, idempotency_key="order-42")
+        except OutcomeUnknownError as error:
+            print(error.key, "may already have been invited")
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r}: {reason}, so the invite may exist; nothing was sent. "
+            "Check whether it does, or pass resend_unknown=True to send it again anyway",
+            outcome_unknown=True,
+            attempts=0,
+        )
+        self.key = key
+        """The idempotency key whose outcome is unknown."""
 
 
 class APIStatusError(_ResponseError):

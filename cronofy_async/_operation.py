@@ -235,3 +235,14 @@ class Calls:
         self, operation: Operation[T], on_send: Callable[[], None] | None = None
     ) -> Coroutine[Any, Any, T]:
         raise NotImplementedError
+
+    async def _send_once(
+        self,
+        operation: Operation[T],
+        on_send: Callable[[], None] | None,
+        *,
+        key: object,
+        resend_unknown: bool,
+        request_id: Callable[[T], str],
+    ) -> T:
+        raise NotImplementedError

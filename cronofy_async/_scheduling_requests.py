@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream, collect
+from ._batch import DEFAULT_CONCURRENCY, BatchReport, BatchStream, KeyOf, collect, keyed_send
 from ._converter import unstructure_event, unstructure_recipient
 from ._errors import PayloadError
 from ._operation import Calls, Operation, json_body, no_body, read_json
@@ -344,32 +344,56 @@ class SchedulingRequests(Calls):
 
     __slots__ = ()
 
-    async def create_scheduling_request(self, request: NewSchedulingRequest) -> SchedulingRequest:
+    async def create_scheduling_request(
+        self,
+        request: NewSchedulingRequest,
+        *,
+        idempotency_key: str | None = None,
+        resend_unknown: bool = False,
+    ) -> SchedulingRequest:
         """
         Create a scheduling request (``POST /v1/scheduling_requests``, BETA).
 
         Returns the created `SchedulingRequest`; send its `select_url` to the recipient.
         Refused with `PayloadError` before sending if `request` breaks a documented rule.
         A create is retried only after failures that prove it was not processed, as for
-        scheduler requests: check ``outcome_unknown`` of an error before sending it again::
+        scheduler requests: check ``outcome_unknown`` of an error before sending it again.
+        `idempotency_key` and `resend_unknown` work as for `create_scheduler_request`: at most
+        one send per key in the API object's `ledger`::
 
             created = await api.create_scheduling_request(
                 NewSchedulingRequest(
                     host=Host(sub="acc_5ba21743f408617d1269ea1e"),
                     recipients=[Recipient(email="marty@evenitron.com", slot_selector=True)],
                     event=Event(summary="Driving lessons - Marty & Doc", duration_minutes=30),
-                )
+                ),
+                idempotency_key="order-42",
             )
             print(created.scheduling_request_id, created.select_url)
         """
-        return await self._create_scheduling(request)
+        return await self._create_scheduling(
+            request, idempotency_key=idempotency_key, resend_unknown=resend_unknown
+        )
 
     async def _create_scheduling(
-        self, request: NewSchedulingRequest, on_send: Callable[[], None] | None = None
+        self,
+        request: NewSchedulingRequest,
+        on_send: Callable[[], None] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        resend_unknown: bool = False,
     ) -> SchedulingRequest:
         self._check_open()
         operation = create_operation(request, impersonating=self._impersonate is not None)
-        return await self._call(operation, on_send)
+        if idempotency_key is None:
+            return await self._call(operation, on_send)
+        return await self._send_once(
+            operation,
+            on_send,
+            key=idempotency_key,
+            resend_unknown=resend_unknown,
+            request_id=_request_id,
+        )
 
     async def query_scheduling_requests(self, ids: Iterable[str]) -> list[SchedulingRequest]:
         """
@@ -407,26 +431,31 @@ class SchedulingRequests(Calls):
         requests: Iterable[NewSchedulingRequest] | AsyncIterable[NewSchedulingRequest],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        key: KeyOf[NewSchedulingRequest] | None = None,
+        resend_unknown: bool = False,
     ) -> BatchStream[NewSchedulingRequest, SchedulingRequest]:
         """
         Create many scheduling requests concurrently; yield each `BatchResult` as it completes.
 
         The same batch as `iter_create_scheduler_requests` (lazy input, every item accounted
-        for, a 401/402/403 stops it, each item sent once), with `BatchResult.created` holding
-        the `SchedulingRequest`::
+        for, a 401/402/403 stops it, each item sent once, `key` and `resend_unknown` for
+        idempotency keys), with `BatchResult.created` holding the `SchedulingRequest`::
 
             async with api.iter_create_scheduling_requests(requests) as results:
                 async for result in results:
                     print(result.index, result.outcome, result.created)
         """
         self._check_open()
-        return BatchStream(None, requests, concurrency=concurrency, send=self._create_scheduling)
+        send = keyed_send(self._create_scheduling, key, resend_unknown)
+        return BatchStream(None, requests, concurrency=concurrency, send=send)
 
     async def batch_create_scheduling_requests(
         self,
         requests: Iterable[NewSchedulingRequest] | AsyncIterable[NewSchedulingRequest],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        key: KeyOf[NewSchedulingRequest] | None = None,
+        resend_unknown: bool = False,
     ) -> BatchReport[NewSchedulingRequest, SchedulingRequest]:
         """
         Create many scheduling requests concurrently and report on every one, in input order.
@@ -437,5 +466,11 @@ class SchedulingRequests(Calls):
             print(report.counts)
         """
         return await collect(
-            self.iter_create_scheduling_requests(requests, concurrency=concurrency)
+            self.iter_create_scheduling_requests(
+                requests, concurrency=concurrency, key=key, resend_unknown=resend_unknown
+            )
         )
+
+
+def _request_id(created: SchedulingRequest) -> str:
+    return created.scheduling_request_id

@@ -1,9 +1,9 @@
 """
-A rate budget shared by every process and machine, on Redis (the ``redis`` extra).
+A rate budget and idempotency keys shared by every process and machine, on Redis.
 
->>> from cronofy_async.redis import RedisLimiter
+>>> from cronofy_async.redis import RedisLedger, RedisLimiter
 
-``pip install 'cronofy-async[redis]'`` brings redis-py. See `RedisLimiter`.
+``pip install 'cronofy-async[redis]'`` brings redis-py. See `RedisLimiter` and `RedisLedger`.
 """
 
 from .._errors import ConfigurationError
@@ -16,8 +16,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .._public import publish
+from ._ledger import RedisLedger
 from ._limiter import DEFAULT_REDIS_TIMEOUT, RedisLimiter
 
-__all__ = ["DEFAULT_REDIS_TIMEOUT", "RedisLimiter"]
+__all__ = ["DEFAULT_REDIS_TIMEOUT", "RedisLedger", "RedisLimiter"]
 
 publish(globals(), __all__, __name__)

@@ -9,7 +9,7 @@ import attrs
 
 from .._errors import ConfigurationError
 
-__all__ = ["MAX_NAMESPACE_LENGTH", "Keys", "keys_for"]
+__all__ = ["MAX_NAMESPACE_LENGTH", "Keys", "keys_for", "ledger_prefix"]
 
 MAX_NAMESPACE_LENGTH: Final = 200
 _PREFIX: Final = "cronofy-async"
@@ -38,11 +38,25 @@ def keys_for(namespace: object) -> Keys:
     >>> keys_for("a b:{c}").pause
     'cronofy-async:{a%20b%3A%7Bc%7D}:pause'
     """
+    tag = _tag(namespace)
+    return Keys(log=f"{_PREFIX}:{{{tag}}}:log", pause=f"{_PREFIX}:{{{tag}}}:pause")
+
+
+def _tag(namespace: object) -> str:
     if not isinstance(namespace, str) or not namespace:
         raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
     if len(namespace) > MAX_NAMESPACE_LENGTH:
         raise ConfigurationError(
             f"namespace must be at most {MAX_NAMESPACE_LENGTH} characters, got {len(namespace)}"
         )
-    tag = urllib.parse.quote(namespace, safe="-._~/@")
-    return Keys(log=f"{_PREFIX}:{{{tag}}}:log", pause=f"{_PREFIX}:{{{tag}}}:pause")
+    return urllib.parse.quote(namespace, safe="-._~/@")
+
+
+def ledger_prefix(namespace: object) -> str:
+    """
+    The start of every idempotency key's Redis key in `namespace`; the key, quoted, follows.
+
+    >>> ledger_prefix("invites") + "order-42"
+    'cronofy-async:{invites}:ledger:order-42'
+    """
+    return f"{_PREFIX}:{{{_tag(namespace)}}}:ledger:"

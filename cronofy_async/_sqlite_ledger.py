@@ -1,0 +1,409 @@
+"""
+`SQLiteLedger`: idempotency keys in one SQLite file, shared by the processes of one machine.
+
+The standard library's ``sqlite3``, in WAL mode, with every transaction ``BEGIN IMMEDIATE``:
+SQLite's own file lock makes a claim atomic across processes. The database is used from one
+thread of the ledger's own, never from the event loop, and the requests that arrive while it
+works are run together in one transaction (one commit, one ``fsync``, for all of them), so
+many creates in flight cost few commits. The rules of each change are `_ledger`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import attrs
+
+from ._errors import LedgerUnavailableError
+from ._ledger import (
+    DEFAULT_LEASE,
+    DEFAULT_LEDGER_TIMEOUT,
+    DEFAULT_TTL,
+    DEFAULT_WAIT,
+    LedgerEntry,
+    LedgerState,
+    check_ledger_options,
+    claim_transition,
+    release_transition,
+    renew_transition,
+    settle_transition,
+)
+
+__all__ = ["SQLiteLedger"]
+
+T = TypeVar("T")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS cronofy_idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT,
+    lease_expires REAL,
+    request_id TEXT,
+    result BLOB,
+    resending INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+_COLUMNS: Final = (
+    "key, fingerprint, state, owner, lease_expires, request_id, result, resending, "
+    "created_at, updated_at, expires_at"
+)
+_SELECT: Final = f"SELECT {_COLUMNS} FROM cronofy_idempotency WHERE key = ?"  # noqa: S608
+_UPSERT: Final = (
+    f"INSERT OR REPLACE INTO cronofy_idempotency ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
+)
+_DELETE: Final = "DELETE FROM cronofy_idempotency WHERE key = ?"
+_PURGE: Final = "DELETE FROM cronofy_idempotency WHERE expires_at <= ?"
+_PURGE_EVERY: Final = 1000
+"""Writes between two purges of expired entries."""
+_GROUP: Final = 256
+"""The most requests run in one transaction."""
+
+
+def _entry(row: tuple[Any, ...] | None) -> LedgerEntry | None:
+    if row is None:
+        return None
+    key, print_, state, owner, lease, request_id, result, resending, created, updated, expires = row
+    return LedgerEntry(
+        key=key,
+        state=LedgerState(state),
+        fingerprint=print_,
+        owner=owner,
+        lease_expires=lease,
+        request_id=request_id,
+        result=bytes(result) if result is not None else None,
+        resending=bool(resending),
+        created_at=datetime.fromtimestamp(created, UTC),
+        updated_at=datetime.fromtimestamp(updated, UTC),
+        expires_at=datetime.fromtimestamp(expires, UTC),
+    )
+
+
+def _row(entry: LedgerEntry) -> tuple[Any, ...]:
+    return (
+        entry.key,
+        entry.fingerprint,
+        entry.state.value,
+        entry.owner,
+        entry.lease_expires,
+        entry.request_id,
+        entry.result,
+        int(entry.resending),
+        entry.created_at.timestamp(),
+        entry.updated_at.timestamp(),
+        entry.expires_at.timestamp(),
+    )
+
+
+@attrs.define(eq=False)
+class _Job:
+    """One request to the database thread, and where its answer goes."""
+
+    work: Callable[[sqlite3.Connection, float], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    deadline: float
+    abandoned: bool = False
+
+
+_STOP: Final = object()
+
+
+class SQLiteLedger:
+    """
+    Idempotency keys in a SQLite file: for every process of one machine, and across restarts.
+
+    The embedded default: no server to run. Processes that open the same file share its keys
+    (two processes claiming one key: exactly one sends). Each change is committed, in WAL mode
+    with full synchronisation, before the request it guards is sent::
+
+        async with SQLiteLedger("invites.db") as ledger:
+            api = AsyncSchedulerAPI(ledger=ledger)
+            await api.create_scheduling_request(request, idempotency_key="order-42")
+
+    Not for a file on a network share (NFS, SMB), whose locks SQLite cannot trust; use
+    ``cronofy_async.redis.RedisLedger`` across machines.
+
+    Args:
+        path: the database file; its folder must exist. Made on first use.
+        ttl: seconds an entry is kept after its last change (7 days); purged lazily.
+        lease: seconds a claim lives unless renewed; a process killed mid-send leaves its
+            key `LedgerState.UNKNOWN` after it.
+        wait: seconds a call waits for another call's outcome with the same key.
+        timeout: seconds one exchange may take, waiting for another process's lock
+            included, before `LedgerUnavailableError` (5 by default).
+
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ttl: float = DEFAULT_TTL,
+        lease: float = DEFAULT_LEASE,
+        wait: float = DEFAULT_WAIT,
+        timeout: float = DEFAULT_LEDGER_TIMEOUT,
+    ) -> None:
+        self.path: Final = Path(path)
+        """The database file."""
+        self.ttl, self.lease, self.wait, self.timeout = check_ledger_options(
+            "SQLiteLedger", ttl=ttl, lease=lease, wait=wait, timeout=timeout
+        )
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({str(self.path)!r})"
+
+    # -- the Ledger protocol -------------------------------------------------------------------
+
+    async def get(self, key: str) -> LedgerEntry | None:
+        """The entry for `key` as it stands now, or ``None``."""
+
+        def work(db: sqlite3.Connection, now: float) -> LedgerEntry | None:
+            entry = _entry(db.execute(_SELECT, (key,)).fetchone())
+            return entry.as_of(now) if entry is not None else None
+
+        result: LedgerEntry | None = await self._run("read the key", work)
+        return result
+
+    async def claim(
+        self, key: str, fingerprint: str, *, owner: str, resend_unknown: bool = False
+    ) -> LedgerEntry:
+        """Claim `key` for `owner` (see `Ledger.claim`)."""
+
+        def work(db: sqlite3.Connection, now: float) -> LedgerEntry:
+            entry, changed = claim_transition(
+                _entry(db.execute(_SELECT, (key,)).fetchone()),
+                key=key,
+                fingerprint=fingerprint,
+                owner=owner,
+                resend_unknown=resend_unknown,
+                now=now,
+                lease=self.lease,
+                ttl=self.ttl,
+            )
+            if changed:
+                self._write(db, entry, now)
+            return entry
+
+        result: LedgerEntry = await self._run("claim the key", work)
+        return result
+
+    async def renew(self, key: str, *, owner: str) -> None:
+        """Extend `owner`'s claim on `key` (see `Ledger.renew`)."""
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            current = _entry(db.execute(_SELECT, (key,)).fetchone())
+            entry = renew_transition(current, owner=owner, now=now, lease=self.lease)
+            if entry is not None:
+                self._write(db, entry, now)
+
+        await self._run("renew the claim", work)
+
+    async def settle(
+        self,
+        key: str,
+        *,
+        owner: str,
+        state: LedgerState,
+        request_id: str | None = None,
+        result: bytes | None = None,
+    ) -> None:
+        """Record the outcome of `owner`'s send (see `Ledger.settle`)."""
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            entry = settle_transition(
+                _entry(db.execute(_SELECT, (key,)).fetchone()),
+                owner=owner,
+                state=state,
+                request_id=request_id,
+                result=result,
+                now=now,
+                ttl=self.ttl,
+            )
+            if entry is not None:
+                self._write(db, entry, now)
+
+        await self._run("record the outcome", work)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        """Give `owner`'s claim back unsent (see `Ledger.release`)."""
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            current = _entry(db.execute(_SELECT, (key,)).fetchone())
+            entry, changed = release_transition(current, owner=owner, now=now)
+            if not changed:
+                return
+            if entry is None:
+                db.execute(_DELETE, (key,))
+            else:
+                self._write(db, entry, now)
+
+        await self._run("give the claim back", work)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the database thread and close the file. Used again, it opens it again."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._jobs.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the database thread -------------------------------------------------------------------
+
+    def _write(self, db: sqlite3.Connection, entry: LedgerEntry | None, now: float) -> None:
+        if entry is not None:
+            db.execute(_UPSERT, _row(entry))
+        self._writes += 1
+        if self._writes % _PURGE_EVERY == 0:
+            db.execute(_PURGE, (now,))
+
+    async def _run(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
+        loop = asyncio.get_running_loop()
+        job = _Job(work, loop, loop.create_future(), time.monotonic() + self.timeout)
+        self._start()
+        self._jobs.put(job)
+        try:
+            async with asyncio.timeout(self.timeout):
+                result: T = await asyncio.shield(job.future)
+                return result
+        except TimeoutError:
+            job.abandoned = True
+            raise LedgerUnavailableError(
+                f"the idempotency ledger {str(self.path)!r} did not {what} within "
+                f"{self.timeout:g} s (locked by another process?); nothing was sent"
+            ) from None
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(
+                f"the idempotency ledger {str(self.path)!r} failed to {what}: "
+                f"{type(exc).__name__}: {exc}; nothing was sent"
+            ) from exc
+        except asyncio.CancelledError:
+            job.abandoned = True
+            raise
+
+    def _start(self) -> None:
+        pid = os.getpid()
+        if self._thread is not None and self._pid == pid and self._thread.is_alive():
+            return
+        with self._lock:
+            if pid != self._pid:  # a forked child: the parent's thread did not come along
+                self._pid, self._thread = pid, None
+                self._jobs = queue.SimpleQueue()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, args=(self._jobs,), name="cronofy-ledger", daemon=True
+                )
+                self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job | object]) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            while True:
+                first = jobs.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                while len(group) < _GROUP:
+                    try:
+                        group.append(jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = _STOP in group
+                live = [j for j in group if isinstance(j, _Job) and not j.abandoned]
+                if live:
+                    try:
+                        if db is None:
+                            db = self._connect()
+                        self._transaction(db, live)
+                    except sqlite3.Error as exc:
+                        if db is not None:
+                            db.close()
+                            db = None  # opened afresh next time: the file may be back
+                        for job in live:
+                            _answer(job, exc, failed=True)
+                if stop:
+                    return
+        finally:
+            if db is not None:
+                db.close()
+
+    def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        answers: list[tuple[_Job, Any, bool]] = []
+        try:
+            now = time.time()
+            late = time.monotonic()
+            for job in jobs:
+                if job.abandoned or late > job.deadline:
+                    continue  # its caller gave up: nothing of it may be committed
+                try:
+                    answers.append((job, job.work(db, now), False))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # a bug of ours in one job fails that job only
+                    answers.append((job, exc, True))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        for job, value, failed in answers:
+            _answer(job, value, failed=failed)
+
+
+def _answer(job: _Job, value: Any, *, failed: bool) -> None:
+    def give() -> None:
+        if not job.future.done():
+            if failed:
+                job.future.set_exception(value)
+            else:
+                job.future.set_result(value)
+
+    with contextlib.suppress(RuntimeError):  # the caller's loop is closed: no one waits
+        job.loop.call_soon_threadsafe(give)
