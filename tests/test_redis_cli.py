@@ -107,7 +107,8 @@ async def test_redis_down_fails_every_row_and_sends_nothing(tmp_path: Path) -> N
     assert fake.received == 0
     assert set(final_states(output).values()) == {"failed"}  # never sent: a re-run sends them
     errors = [r["error"] for r in records(output) if r["outcome"] == "failed"]
-    assert all("the shared rate limiter" in e and "nothing was sent" in e for e in errors)
+    # The row's claim in the shared ledger, before any pacing, is what finds Redis down.
+    assert all("the idempotency ledger (Redis" in e and "nothing was sent" in e for e in errors)
     assert summary_counts(out)["failed"] == 3
 
 

@@ -140,6 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plain", action="store_true", help="periodic lines, no live bar (when not a terminal)"
     )
     _redis_option.add_arguments(parser)
+    _redis_option.add_ledger_argument(parser)
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -302,7 +303,7 @@ class _Run:
     def record(self, result: BatchResult[Row, Created], stopped_by: BaseException | None) -> None:
         """Write one row's outcome, the moment it is known."""
         row = result.request
-        outcome = str(result.outcome)
+        outcome = CREATED_BEFORE if result.replayed else str(result.outcome)
         created = result.created
         error = None if result.error is None else _describe(result.error)
         if stopped_by is not None and result.error is stopped_by and self.stop is None:
@@ -364,8 +365,17 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], None]], Any]:
+def _sender(
+    api: AsyncSchedulerAPI, run: _Run, *, keyed: bool
+) -> Callable[[Row, Callable[[], None]], Any]:
+    """
+    How the batch sends a row: as its account, and with a shared ledger under the row's key.
+
+    The key is the row's resume key (what it asks for, not its line or display name), so two
+    batch processes given overlapping inputs send each row once between them.
+    """
     views: dict[str | None, AsyncSchedulerAPI] = {None: api}
+    resend = bool(run.args.resend_unknown)
 
     async def send(row: Row, on_send: Callable[[], None]) -> Created:
         impersonate = row.invite.impersonate
@@ -373,9 +383,12 @@ def _sender(api: AsyncSchedulerAPI, run: _Run) -> Callable[[Row, Callable[[], No
         if view is None:
             view = views[impersonate] = api.impersonate(impersonate)  # type: ignore[arg-type]
         leaving = _Leaving(run, row, on_send)
+        key = row.key if keyed else None
         if isinstance(row.request, NewSchedulingRequest):
-            return await view._create_scheduling(row.request, leaving)
-        return await view._create(row.request, leaving)
+            return await view._create_scheduling(
+                row.request, leaving, idempotency_key=key, resend_unknown=resend
+            )
+        return await view._create(row.request, leaving, idempotency_key=key, resend_unknown=resend)
 
     return send
 
@@ -405,6 +418,11 @@ class _Leaving:
         settled = getattr(self._on_send, "settled", None)
         if settled is not None:
             settled(maybe_processed)
+
+    def replayed(self) -> None:  # another process created it: the ledger answered
+        replayed = getattr(self._on_send, "replayed", None)
+        if replayed is not None:
+            replayed()
 
 
 def _refuse(err: IO[str], message: str) -> int:
@@ -451,11 +469,13 @@ async def run_batch(
             else RateLimit(per_second=args.per_second, per_minute=args.per_minute),
         )
         try:
+            ledger = _redis_option.ledger(args)
             api = AsyncSchedulerAPI(
                 client_secret,
                 data_center=args.data_center,
                 base_url=args.base_url,
                 rate_limit=limiter,
+                ledger=ledger,
             )
         except CronofyError:
             await _redis_option.aclose(limiter)
@@ -468,7 +488,7 @@ async def run_batch(
         history = results.open(defaults.kind)
     except ResultsError as exc:
         await api.aclose()
-        await _redis_option.aclose(limiter)
+        await _redis_option.aclose(limiter, ledger)
         return _refuse(err, scrub(str(exc), args))
     try:
         return await _go(args, api, found, defaults, history, results, notes, out, err)
@@ -482,7 +502,7 @@ async def run_batch(
     finally:
         results.close()
         await api.aclose()
-        await _redis_option.aclose(limiter)
+        await _redis_option.aclose(limiter, ledger)
 
 
 async def _go(
@@ -512,7 +532,7 @@ async def _go(
         api,
         rows,
         concurrency=args.concurrency,
-        send=_sender(api, run),
+        send=_sender(api, run, keyed=_redis_option.ledger_given(args)),
         stops_batch=stops_batch(defaults),
     )
     progress.start(run.tally)
