@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -250,7 +251,7 @@ async def send_once(
 
     `print_` is the request's `fingerprint`; `request_id` reads the created id from a model.
     """
-    owner = secrets.token_hex(8)
+    owner = f"{os.getpid()}-{secrets.token_hex(6)}"  # which process holds it, for the curious
     held = _held(ledger)
     loop = asyncio.get_running_loop()
     deadline: float | None = None

@@ -11,9 +11,20 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from cronofy_async import AsyncSchedulerAPI, RateLimit
+from cronofy_async import (
+    AsyncSchedulerAPI,
+    Event,
+    Host,
+    LedgerState,
+    NewSchedulerRequest,
+    RateLimit,
+    Recipient,
+)
+from cronofy_async._idempotency import fingerprint
+from cronofy_async._request import create_operation
 from cronofy_async.redis import RedisLimiter
 from cronofy_async.testing import FakeCronofy, Fault, Faults
+from cronofy_async.testing._fake import IN_PROCESS_URL
 from examples.distributed.__main__ import main, produce, read_invites, report
 from examples.distributed.ledger import FINAL, Invite, Ledger, State
 from examples.distributed.worker import Worker
@@ -31,37 +42,51 @@ def invites(count: int, prefix: str = "inv") -> list[Invite]:
 
 @pytest.fixture
 async def ledger(redis_client: redis.asyncio.Redis, redis_namespace: str) -> Ledger:
-    return Ledger(redis_client, redis_namespace)
+    return Ledger(redis_client, redis_namespace, lease=3.0)
 
 
 # -- the ledger ------------------------------------------------------------------------------
 
 
-async def test_a_redelivered_job_finds_sending_and_reports_unknown(ledger: Ledger) -> None:
+async def test_a_redelivered_job_finds_sending_then_unknown_and_never_sends(
+    redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    ledger = Ledger(redis_client, redis_namespace, lease=0.5)
     [invite] = invites(1)
     assert await ledger.add(invite, 0)
-    assert await ledger.claim(invite.id, "first") == "claimed"
-    # The first worker died mid-send (or is merely slow): the redelivered job must not send.
-    assert await ledger.claim(invite.id, "second") == "was_sending"
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None)
+    # The first worker claimed it and died mid-send: its claim is left in the shared ledger.
+    request = NewSchedulerRequest(
+        host=Host(sub="acc_1"),
+        recipients=[Recipient(email=invite.email)],
+        event=Event(summary="Hi"),
+    )
+    print_ = fingerprint(
+        create_operation(request, impersonating=False), base_url=IN_PROCESS_URL, impersonate=None
+    )
+    claim = await ledger.keys.claim(invite.id, print_, owner="12345-dead")
+    assert claim.held_by("12345-dead")
+    assert (await ledger.get(invite.id)).state is State.SENDING
+    async with fake.api(rate_limit=None, retry=None, ledger=ledger.keys) as api:
+        # The redelivered job waits for the dead holder's lease, then finds it unknown.
+        assert await Worker(api, ledger).send(invite.id) == State.UNKNOWN
     assert (await ledger.get(invite.id)).state is State.UNKNOWN
-    assert await ledger.claim(invite.id, "third") == "unknown"
-    # Only the sender that claimed it records an outcome, over the unknown if it was alive.
-    assert not await ledger.complete(invite.id, "second", State.CREATED)
-    assert await ledger.complete(invite.id, "first", State.CREATED, scheduler_request_id="srq_1")
-    final = await ledger.get(invite.id)
-    assert (final.state, final.scheduler_request_id) == (State.CREATED, "srq_1")
+    assert fake.received == 0
 
 
-async def test_producing_twice_enqueues_only_what_never_left(ledger: Ledger) -> None:
+async def test_producing_twice_enqueues_only_what_never_left(
+    redis_client: redis.asyncio.Redis, redis_namespace: str
+) -> None:
+    ledger = Ledger(redis_client, redis_namespace)
     first, second = invites(2)
     assert await ledger.add(first, 0)
     assert await ledger.add(second, 1)
-    assert not await ledger.add(first, 0)  # queued already
-    assert await ledger.claim(second.id, "t") == "claimed"
-    assert await ledger.complete(second.id, "t", State.NOT_SENT, error="limiter down")
+    fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None)
+    async with fake.api(rate_limit=None, ledger=ledger.keys) as api:
+        assert await Worker(api, ledger).send(first.id) == State.CREATED
+    assert not await ledger.add(first, 0)  # created: never enqueued again
     assert await ledger.add(second, 1)  # never sent: produced again
-    assert [i.state async for i in ledger.all()] == [State.QUEUED, State.QUEUED]
-    assert await ledger.claim("nobody", "t") == "missing"
+    assert [i.state async for i in ledger.all()] == [State.CREATED, State.QUEUED]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +106,7 @@ async def test_a_worker_records_each_outcome(
         fake.inject(fault)
     invite = Invite(id="x", email=email, host="acc_1", summary="Hi")
     await ledger.add(invite, 0)
-    async with fake.api(rate_limit=None, retry=None) as api:
+    async with fake.api(rate_limit=None, retry=None, ledger=ledger.keys) as api:
         assert await Worker(api, ledger).send("x") == state
         assert await Worker(api, ledger).send("x") == state  # done: never sent again
     recorded = await ledger.get("x")
@@ -97,7 +122,7 @@ async def test_a_worker_whose_limiter_is_down_sends_nothing(ledger: Ledger) -> N
     fake = FakeCronofy([SECRET], members=["acc_1"], rate_limit=None)
     await ledger.add(invites(1)[0], 0)
     limiter = RedisLimiter("redis://127.0.0.1:1/0", namespace="down", timeout=1)
-    async with fake.api(rate_limit=limiter) as api:
+    async with fake.api(rate_limit=limiter, ledger=ledger.keys) as api:
         assert await Worker(api, ledger).send("inv-000") == State.NOT_SENT
     assert fake.received == 0
     assert await ledger.add(invites(1)[0], 0)  # safe to produce again
@@ -139,7 +164,7 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
         command = [
             sys.executable, "-m", "examples.distributed", "worker", "--redis-url", redis_url,
             "--namespace", redis_namespace, "--concurrency", str(concurrency),
-            "--per-second", "40", "--per-minute", "none", "--reclaim-after", "5",
+            "--per-second", "40", "--per-minute", "none", "--reclaim-after", "5", "--lease", "3",
             "--base-url", url,
         ]  # fmt: skip
         workers = [
@@ -160,7 +185,7 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
                     invite
                     async for invite in ledger.all()
                     if invite.state is State.SENDING
-                    and (invite.token or "").startswith(f"{victim.pid}-")
+                    and (invite.owner or "").startswith(f"{victim.pid}-")
                     and invite.email in created
                 ]
                 return bool(cut_off)
@@ -195,7 +220,8 @@ async def test_a_worker_killed_mid_batch_leaves_no_duplicate_and_no_invite_unacc
     # Only what the dead worker was sending can be unknown (no job of a live worker outlasts
     # the reclaim delay here): it held at most `concurrency`.
     assert len(unknown) <= concurrency
-    assert all((i.token or "").startswith(f"{victim.pid}-") for i in unknown)
+    # The ledger forgets the owner of a lapsed claim: the unknown ones are those cut off.
+    assert {i.id for i in unknown} >= {i.id for i in cut_off}
     assert set(sent) <= {i.email for i in recorded.values()}
 
 
@@ -204,8 +230,10 @@ async def test_the_report_prints_every_invite(
 ) -> None:
     for sequence, invite in enumerate(invites(3)):
         await ledger.add(invite, sequence)
-    assert await ledger.claim("inv-001", "t") == "claimed"
-    await ledger.complete("inv-001", "t", State.CREATED, scheduler_request_id="srq_9")
+    await ledger.keys.claim("inv-001", "fp", owner="t")
+    await ledger.keys.settle(
+        "inv-001", owner="t", state=LedgerState.CREATED, request_id="srq_9", result=b"{}"
+    )
     counts = await report(redis_url, redis_namespace)
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "inv-001\tcreated\tinv1@example.com\tsrq_9"
@@ -225,8 +253,8 @@ def test_the_command_line(
     assert main(argv) == 0
     assert main(["report", *common]) == 1  # queued, not created yet
     out = capsys.readouterr().out
-    assert "enqueued 2, already in the ledger 0" in out
-    assert "enqueued 0, already in the ledger 2" in out
+    # Queued but never sent: produced again, they are enqueued again (sent once all the same).
+    assert out.count("enqueued 2, already sent 0") == 2
     assert "line-3\tqueued\tmarty@example.com" in out
 
 

@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RECLAIM_AFTER,
         help="seconds before a dead worker's jobs are taken over",
     )
+    work.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="seconds before a dead worker's claim reads unknown",
+    )
     work.add_argument("--base-url", default=os.environ.get("CRONOFY_BASE_URL"))
 
     commands.add_parser("report", parents=[common], help="print every invite's outcome")
@@ -79,7 +85,7 @@ def read_invites(path: Path, host: str, summary: str) -> Iterator[Invite]:
 
 
 async def produce(redis_url: str, namespace: str, invites: Iterator[Invite]) -> tuple[int, int]:
-    """Record and enqueue each new invite; return (enqueued, already known)."""
+    """Record and enqueue each invite not sent yet; return (enqueued, already sent)."""
     broker, task = make_broker(redis_url, namespace)
     client = redis.asyncio.Redis.from_url(redis_url)
     ledger = Ledger(client, namespace)
@@ -107,17 +113,19 @@ async def work(
     rate_limit: RateLimit,
     reclaim_after: float,
     base_url: str | None,
+    lease: float = 30.0,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT, then finish the jobs under way and stop."""
     broker, _task = make_broker(
         redis_url, namespace, concurrency=concurrency, reclaim_after=reclaim_after
     )
     client = redis.asyncio.Redis.from_url(redis_url)
+    ledger = Ledger(client, namespace, lease=lease)
     async with (
         RedisLimiter(client, rate_limit, namespace=namespace) as limiter,
-        AsyncSchedulerAPI(base_url=base_url, rate_limit=limiter) as api,
+        AsyncSchedulerAPI(base_url=base_url, rate_limit=limiter, ledger=ledger.keys) as api,
     ):
-        broker.state.worker = Worker(api, Ledger(client, namespace))
+        broker.state.worker = Worker(api, ledger)
         broker.is_worker_process = True
         await broker.startup()
         stop = asyncio.Event()
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "produce":
         invites = read_invites(args.input, args.host, args.summary)
         enqueued, known = asyncio.run(produce(args.redis_url, args.namespace, invites))
-        print(f"enqueued {enqueued}, already in the ledger {known}")
+        print(f"enqueued {enqueued}, already sent {known}")
         return 0
     if args.command == "worker":
         limit = RateLimit(per_second=args.per_second, per_minute=args.per_minute)
@@ -174,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_limit=limit,
                 reclaim_after=args.reclaim_after,
                 base_url=args.base_url,
+                lease=args.lease,
             )
         )
         return 0

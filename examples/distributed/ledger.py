@@ -1,28 +1,36 @@
 r"""
-The ledger: one hash per invite in Redis, moved between states only by atomic scripts.
+The batch's inventory in Redis, and what became of each invite, from the library's RedisLedger.
 
-    queued --claim--> sending --complete--> created | failed | unknown | not_sent
-                         \--claim again (redelivered: the sender died)--> unknown
+Each invite is a hash (what to send) in an index (in the order produced). Whether it was sent
+is not kept here: every worker creates it with ``idempotency_key=<invite id>`` on one
+`cronofy_async.redis.RedisLedger`, which claims the key atomically before the bytes leave and
+records the outcome after. So the state of an invite is its ledger entry's::
 
-An invite is moved to ``sending`` atomically before it is sent, so two workers can never both
-send it; a job redelivered after its worker died finds ``sending`` and reports the invite
-``unknown`` (it may exist) instead of sending it again. The sender, if it is in fact alive,
-still records the real outcome over that ``unknown``.
+    no entry ──worker claims──▶ sending ──▶ created | failed | unknown
+    sending, its worker killed ──after the lease──▶ unknown (never sent again by itself)
+
+A job redelivered after its worker died finds the key ``sending`` (it waits) or ``unknown``
+(it stops): the invite is never sent twice. An invite refused before sending (a bad email)
+has no ledger entry: its refusal is noted on its hash.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import attrs
 import redis.asyncio
 
+from cronofy_async import LedgerEntry, LedgerState
+from cronofy_async.redis import RedisLedger
+
 __all__ = ["Invite", "Ledger", "State"]
 
 KEEP_SECONDS: Final = 14 * 24 * 3600
-"""How long the ledger is kept after its last change: long enough to report and follow up."""
+"""How long the inventory and its keys are kept after their last change: to report, follow up."""
 
 
 class State(enum.StrEnum):
@@ -34,14 +42,15 @@ class State(enum.StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     NOT_SENT = "not_sent"
+    """What a worker answers for an invite it could not send (a limiter or ledger down)."""
 
 
-FINAL: Final = frozenset({State.CREATED, State.FAILED, State.UNKNOWN, State.NOT_SENT})
+FINAL: Final = frozenset({State.CREATED, State.FAILED, State.UNKNOWN})
 
 
 @attrs.frozen(kw_only=True)
 class Invite:
-    """One invite as the ledger holds it."""
+    """One invite: what it asks for, and what became of it."""
 
     id: str
     email: str
@@ -52,84 +61,53 @@ class Invite:
     scheduler_request_id: str | None = None
     select_url: str | None = None
     error: str | None = None
-    token: str | None = None
-    """Who claimed it last: the sending process's pid, then a random part."""
+    owner: str | None = None
+    """Who holds its claim while sending: the process's pid, then a random part."""
 
-    @classmethod
-    def from_fields(cls, invite_id: str, fields: Mapping[str, str]) -> Invite:
-        """Read an invite from its hash."""
-        return cls(
-            id=invite_id,
-            email=fields["email"],
-            display_name=fields.get("display_name") or None,
-            host=fields["host"],
-            summary=fields["summary"],
-            state=State(fields["state"]),
-            scheduler_request_id=fields.get("scheduler_request_id") or None,
-            select_url=fields.get("select_url") or None,
-            error=fields.get("error") or None,
-            token=fields.get("token") or None,
-        )
+
+def _select_url(entry: LedgerEntry) -> str | None:
+    try:
+        answer = json.loads(entry.result or b"null")
+        url = answer["scheduler_request"]["recipients"][0]["select_url"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 _ADD: Final = """
 -- KEYS[1] the invite, KEYS[2] the index; ARGV[1] id, ARGV[2] sequence, ARGV[3] ttl, then fields
-local state = redis.call('HGET', KEYS[1], 'state')
-if state and state ~= 'not_sent' then
-  return 0
+local new = redis.call('EXISTS', KEYS[1]) == 0
+if new then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-redis.call('HSET', KEYS[1], 'state', 'queued', 'error', '')
-redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-_CLAIM: Final = """
--- KEYS[1] the invite; ARGV[1] this attempt's token, ARGV[2] ttl
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'sending', 'token', ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 'claimed'
-end
-if state == 'sending' then
-  redis.call('HSET', KEYS[1], 'state', 'unknown',
-             'error', 'its worker stopped while sending it: it may exist')
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 'was_sending'
-end
-return state or 'missing'
-"""
-
-_COMPLETE: Final = """
--- KEYS[1] the invite; ARGV[1] the sender's token, ARGV[2] ttl, then field/value pairs
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
+return new and 1 or 0
 """
 
 
 class Ledger:
-    """Every invite of one namespace, in Redis (decoded strings in and out)."""
+    """Every invite of one namespace: the inventory, and the idempotency keys it is sent by."""
 
-    def __init__(self, client: redis.asyncio.Redis, namespace: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis, namespace: str, *, lease: float = 30.0) -> None:
         self._client = client
         self._prefix = f"cronofy-example:{{{namespace}}}"
         self._index = f"{self._prefix}:invites"
         self._add = client.register_script(_ADD)
-        self._claim = client.register_script(_CLAIM)
-        self._complete = client.register_script(_COMPLETE)
+        self.keys = RedisLedger(client, namespace=namespace, ttl=KEEP_SECONDS, lease=lease)
+        """The library's ledger: what the workers' API objects send through."""
 
     def _key(self, invite_id: str) -> str:
         return f"{self._prefix}:invite:{invite_id}"
 
     async def add(self, invite: Invite, sequence: int) -> bool:
-        """Record `invite` as queued; False if it is already known (and not ``not_sent``)."""
+        """
+        Record `invite`; whether to enqueue it: new, or never sent (no ledger entry).
+
+        An invite queued but not yet run is enqueued again then: harmless, as its key is
+        sent once whichever job runs first.
+        """
         fields: list[Any] = []
         for name, value in (
             ("email", invite.email),
@@ -138,29 +116,45 @@ class Ledger:
             ("summary", invite.summary),
         ):
             fields += [name, value]
-        added = await self._add(
+        new = await self._add(
             keys=[self._key(invite.id), self._index],
             args=[invite.id, sequence, KEEP_SECONDS, *fields],
         )
-        return bool(added)
+        if new:
+            return True
+        await self._client.hdel(self._key(invite.id), "refused")
+        return await self.keys.get(invite.id) is None
 
-    async def claim(self, invite_id: str, token: str) -> str:
-        """``claimed`` (send it now), ``was_sending`` (now unknown) or its final state."""
-        reply = await self._claim(keys=[self._key(invite_id)], args=[token, KEEP_SECONDS])
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-    async def complete(self, invite_id: str, token: str, state: State, **fields: str) -> bool:
-        """Record the outcome of the send that holds `token`."""
-        pairs: list[str] = ["state", str(state)]
-        for name, value in fields.items():
-            pairs += [name, value]
-        done = await self._complete(keys=[self._key(invite_id)], args=[token, KEEP_SECONDS, *pairs])
-        return bool(done)
+    async def refuse(self, invite_id: str, error: str) -> None:
+        """Note that `invite_id` was refused before anything was sent (a bad email, say)."""
+        await self._client.hset(self._key(invite_id), "refused", error)
 
     async def get(self, invite_id: str) -> Invite:
-        """One invite."""
+        """One invite, with its state."""
         raw: Any = await self._client.hgetall(self._key(invite_id))
-        return Invite.from_fields(invite_id, _decoded(raw))
+        return await self._invite(invite_id, _decoded(raw))
+
+    async def _invite(self, invite_id: str, fields: Mapping[str, str]) -> Invite:
+        entry = await self.keys.get(invite_id)
+        state = State.FAILED if fields.get("refused") else State.QUEUED
+        more: dict[str, Any] = {"error": fields.get("refused") or None}
+        if entry is not None:
+            state = State(str(entry.state))
+            more = {
+                "scheduler_request_id": entry.request_id,
+                "select_url": _select_url(entry),
+                "owner": entry.owner,
+                "error": None if entry.state is LedgerState.CREATED else f"{entry.state}",
+            }
+        return Invite(
+            id=invite_id,
+            email=fields["email"],
+            display_name=fields.get("display_name") or None,
+            host=fields["host"],
+            summary=fields["summary"],
+            state=state,
+            **more,
+        )
 
     async def all(self) -> AsyncIterator[Invite]:
         """Every invite, in the order they were produced."""
@@ -172,7 +166,7 @@ class Ledger:
                     pipe.hgetall(self._key(invite_id))
                 hashes = await pipe.execute()
             for invite_id, raw in zip(chunk, hashes, strict=True):
-                yield Invite.from_fields(invite_id, _decoded(raw))
+                yield await self._invite(invite_id, _decoded(raw))
 
 
 def _decoded(raw: Mapping[Any, Any]) -> dict[str, str]:

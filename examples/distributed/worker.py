@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Annotated, Any, Final
 
 import attrs
@@ -28,6 +27,7 @@ from cronofy_async import (
     CronofyError,
     Event,
     Host,
+    LedgerUnavailableError,
     LimiterUnavailableError,
     NewSchedulerRequest,
     Recipient,
@@ -44,30 +44,25 @@ DEFAULT_RECLAIM_AFTER: Final = 600.0
 """
 Seconds a job may stay unacknowledged before another worker takes it over. Longer than any
 job runs (the pacing wait of a full queue plus a request's timeout), or a live worker's job
-is taken over too: the ledger still sends it once, but may report it ``unknown`` meanwhile.
+is taken over too: the ledger still sends it once (the second job waits for the first).
 """
 
 
 @attrs.define
 class Worker:
-    """What a worker process sends with: its API object (on the shared limiter), the ledger."""
+    """What a worker process sends with: its API object (on the shared limiter and ledger)."""
 
     api: AsyncSchedulerAPI
     ledger: Ledger
 
     async def send(self, invite_id: str) -> str:
         """
-        Send one invite unless the ledger says another job did; return its state.
+        Send one invite, under its id as the idempotency key; return its state.
 
-        The claim comes before the pacing wait (inside `create_scheduler_request`), not as
-        the bytes leave: a worker killed while its jobs wait for their turn leaves them
-        ``sending``, then ``unknown`` once redelivered, though they were never sent. Claiming
-        at the send would need the client's internal send hook, which is synchronous.
+        The API object's `RedisLedger` claims the key before the pacing wait (inside
+        `create_scheduler_request`): a worker killed while its jobs wait for their turn
+        leaves them ``sending``, then ``unknown`` after the lease, though never sent.
         """
-        token = f"{os.getpid()}-{os.urandom(8).hex()}"  # who is sending, for the curious
-        claim = await self.ledger.claim(invite_id, token)
-        if claim != "claimed":
-            return "unknown" if claim == "was_sending" else claim
         invite = await self.ledger.get(invite_id)
         try:
             request = NewSchedulerRequest(
@@ -75,25 +70,16 @@ class Worker:
                 recipients=[Recipient(email=invite.email, display_name=invite.display_name)],
                 event=Event(summary=invite.summary),
             )
-            created = await self.api.create_scheduler_request(request)
-        except (LimiterUnavailableError, ClientClosedError) as exc:
-            state, error = State.NOT_SENT, str(exc)  # it never left: safe to produce again
-        except APIError as exc:
-            state, error = (State.UNKNOWN if exc.outcome_unknown else State.FAILED), str(exc)
+            created = await self.api.create_scheduler_request(request, idempotency_key=invite_id)
+        except (LimiterUnavailableError, LedgerUnavailableError, ClientClosedError):
+            return str(State.NOT_SENT)  # it never left, and the key is free: produce it again
+        except APIError as exc:  # OutcomeUnknownError too: an earlier send may have made it
+            return str(State.UNKNOWN if exc.outcome_unknown else State.FAILED)
         except CronofyError as exc:  # refused before sending (a bad email, say)
-            state, error = State.FAILED, str(exc)
-        else:
-            await self.ledger.complete(
-                invite_id,
-                token,
-                State.CREATED,
-                scheduler_request_id=created.scheduler_request_id,
-                select_url=created.select_url or "",
-                error="",
-            )
-            return str(State.CREATED)
-        await self.ledger.complete(invite_id, token, state, error=error)
-        return str(state)
+            await self.ledger.refuse(invite_id, str(exc))
+            return str(State.FAILED)
+        del created  # recorded by the ledger, answer and all
+        return str(State.CREATED)
 
 
 async def send_invite(invite_id: str, context: Annotated[Context, TaskiqDepends()]) -> str:
