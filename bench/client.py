@@ -16,6 +16,7 @@ import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from .fake_server import BODY, SECRET
@@ -136,19 +137,55 @@ def _new_request(i: int) -> Any:
     )
 
 
-async def measure_batch(client: str, url: str, concurrency: int, requests: int) -> dict[str, Any]:
+LEDGERS = ("none", "memory", "sqlite", "redis")
+"""Where a batch keeps its idempotency keys: ``none`` sends without keys."""
+
+
+def _ledger(kind: str, redis_url: str | None) -> Any:
+    """The ledger of `kind` for one run: a fresh SQLite file, or a fresh Redis namespace."""
+    import tempfile
+    import uuid
+
+    from cronofy_async import MemoryLedger, SQLiteLedger
+
+    if kind == "memory":
+        return MemoryLedger()
+    if kind == "sqlite":
+        return SQLiteLedger(Path(tempfile.mkdtemp()) / "bench-ledger.db")
+    if kind == "redis":
+        from cronofy_async.redis import RedisLedger
+
+        assert redis_url is not None, "--ledger redis needs --redis-url"
+        return RedisLedger(redis_url, namespace=f"bench-{uuid.uuid4().hex}")
+    return None
+
+
+async def measure_batch(
+    client: str,
+    url: str,
+    concurrency: int,
+    requests: int,
+    *,
+    ledger: str = "none",
+    redis_url: str | None = None,
+) -> dict[str, Any]:
     """
     The batch API users call for volume: a new `NewSchedulerRequest` per item, built lazily.
 
     Latency is from the moment the batch reads an item to the moment its result is yielded.
+    With a `ledger`, every item is created under its own idempotency key (none repeats).
     """
     from cronofy_async import AsyncSchedulerAPI, Outcome
 
     options: dict[str, Any] = {}
     if client == "cronofy-aiohttp-batch":
         options["http_backend"] = "aiohttp"
+    made = _ledger(ledger, redis_url)
+    if made is not None:
+        options["ledger"] = made
     api = AsyncSchedulerAPI(SECRET, base_url=url, rate_limit=None, **options)
     read_at: dict[int, float] = {}
+    runs = iter(range(1_000_000))
 
     def items(count: int) -> Any:
         for i in range(count):
@@ -159,7 +196,12 @@ async def measure_batch(client: str, url: str, concurrency: int, requests: int) 
         read_at.clear()
         latencies: list[float] = []
         errors: dict[str, int] = {}
-        async with api.iter_create_scheduler_requests(items(count), concurrency=concurrency) as s:
+        prefix = f"run{next(runs)}-"
+        keys: dict[str, Any] = {}
+        if made is not None:
+            keys["key"] = lambda request: prefix + request.recipients[0].email
+        stream = api.iter_create_scheduler_requests(items(count), concurrency=concurrency, **keys)
+        async with stream as s:
             async for result in s:
                 if result.outcome is Outcome.CREATED:
                     latencies.append(time.perf_counter() - read_at.pop(result.index))
@@ -174,7 +216,11 @@ async def measure_batch(client: str, url: str, concurrency: int, requests: int) 
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
     await api.aclose()
-    return _figures(client, concurrency, requests, latencies, errors, cpu, wall)
+    if made is not None:
+        await made.aclose()
+    figures = _figures(client, concurrency, requests, latencies, errors, cpu, wall)
+    figures["ledger"] = ledger
+    return figures
 
 
 def _figures(
@@ -200,10 +246,20 @@ def _figures(
     }
 
 
-async def measure(client: str, url: str, concurrency: int, requests: int) -> dict[str, Any]:
+async def measure(
+    client: str,
+    url: str,
+    concurrency: int,
+    requests: int,
+    *,
+    ledger: str = "none",
+    redis_url: str | None = None,
+) -> dict[str, Any]:
     """Run the configuration and return its figures."""
     if client in BATCH_CLIENTS:
-        return await measure_batch(client, url, concurrency, requests)
+        return await measure_batch(
+            client, url, concurrency, requests, ledger=ledger, redis_url=redis_url
+        )
     send, resource = await _make(client, url, concurrency)
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -243,8 +299,19 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("-c", "--concurrency", type=int, default=10)
     parser.add_argument("-n", "--requests", type=int, default=2000)
+    parser.add_argument("--ledger", choices=LEDGERS, default="none", help="batch clients only")
+    parser.add_argument("--redis-url", help="for --ledger redis")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.client, args.url, args.concurrency, args.requests))
+    result = asyncio.run(
+        measure(
+            args.client,
+            args.url,
+            args.concurrency,
+            args.requests,
+            ledger=args.ledger,
+            redis_url=args.redis_url,
+        )
+    )
     print(json.dumps(result))
 
 

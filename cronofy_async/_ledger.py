@@ -68,6 +68,25 @@ def _moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _changed(entry: LedgerEntry, **changes: object) -> LedgerEntry:
+    """`entry` with `changes`: attrs.evolve without its introspection, run twice per create."""
+    fields = {
+        "key": entry.key,
+        "state": entry.state,
+        "fingerprint": entry.fingerprint,
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
+        "expires_at": entry.expires_at,
+        "request_id": entry.request_id,
+        "owner": entry.owner,
+        "lease_expires": entry.lease_expires,
+        "result": entry.result,
+        "resending": entry.resending,
+    }
+    fields.update(changes)
+    return LedgerEntry(**fields)  # type: ignore[arg-type]
+
+
 @attrs.frozen(kw_only=True)
 class LedgerEntry:
     """
@@ -116,7 +135,7 @@ class LedgerEntry:
         if self.expires_at.timestamp() <= now:
             return None
         if self.state is LedgerState.SENDING and (self.lease_expires or 0.0) <= now:
-            return attrs.evolve(
+            return _changed(
                 self,
                 state=LedgerState.UNKNOWN,
                 owner=None,
@@ -204,7 +223,7 @@ def settle_transition(
         # A resend that failed proves nothing of the earlier send, which may have created it.
         state = LedgerState.UNKNOWN
     created = state is LedgerState.CREATED
-    return attrs.evolve(
+    return _changed(
         current,
         state=state,
         request_id=request_id if created else None,
@@ -229,7 +248,7 @@ def release_transition(
         return current, False
     if current.resending:
         return (
-            attrs.evolve(
+            _changed(
                 current,
                 state=LedgerState.UNKNOWN,
                 owner=None,
@@ -248,7 +267,7 @@ def renew_transition(
     """The entry with `owner`'s lease moved to `now` + `lease`; ``None`` if not its claim."""
     if current is None or not current.held_by(owner) or (current.lease_expires or 0) <= now:
         return None
-    return attrs.evolve(current, lease_expires=now + lease)
+    return _changed(current, lease_expires=now + lease)
 
 
 def check_ledger_options(

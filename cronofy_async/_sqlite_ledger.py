@@ -118,10 +118,23 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     deadline: float
-    abandoned: bool = False
+
+    @property
+    def abandoned(self) -> bool:
+        """Its caller gave up (a timeout, a cancel): nothing of it may be committed."""
+        return self.future.done()
 
 
 _STOP: Final = object()
+
+
+class _Expired(Exception):  # noqa: N818 - a signal between the timer and the caller
+    """The ledger's timeout passed before the database thread answered."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
 
 
 class SQLiteLedger:
@@ -295,12 +308,11 @@ class SQLiteLedger:
         job = _Job(work, loop, loop.create_future(), time.monotonic() + self.timeout)
         self._start()
         self._jobs.put(job)
+        # One timer, not asyncio.timeout(): this runs twice per create.
+        expiry = loop.call_later(self.timeout, _expire, job.future)
         try:
-            async with asyncio.timeout(self.timeout):
-                result: T = await asyncio.shield(job.future)
-                return result
-        except TimeoutError:
-            job.abandoned = True
+            result: T = await job.future
+        except _Expired:
             raise LedgerUnavailableError(
                 f"the idempotency ledger {str(self.path)!r} did not {what} within "
                 f"{self.timeout:g} s (locked by another process?); nothing was sent"
@@ -310,9 +322,9 @@ class SQLiteLedger:
                 f"the idempotency ledger {str(self.path)!r} failed to {what}: "
                 f"{type(exc).__name__}: {exc}; nothing was sent"
             ) from exc
-        except asyncio.CancelledError:
-            job.abandoned = True
-            raise
+        finally:
+            expiry.cancel()
+        return result
 
     def _start(self) -> None:
         pid = os.getpid()
