@@ -375,6 +375,7 @@ class MemoryLedger:
         )
         self._entries: dict[str, LedgerEntry] = {}
         self._writes = 0
+        self._purge_at = 1024
 
     def __repr__(self) -> str:
         return f"<MemoryLedger entries={len(self._entries)}>"
@@ -395,11 +396,14 @@ class MemoryLedger:
         else:
             self._entries[key] = entry
         self._writes += 1
-        if self._writes % 1024 == 0:  # expired entries are purged now and then, lazily
+        if self._writes >= self._purge_at:
+            # Expired entries are purged lazily, once per as many writes as there are
+            # entries: amortised, a write costs the same however many keys are kept.
             now = self._now()
             self._entries = {
                 k: e for k, e in self._entries.items() if e.expires_at.timestamp() > now
             }
+            self._purge_at = self._writes + max(1024, len(self._entries))
 
     async def get(self, key: str) -> LedgerEntry | None:
         """The entry for `key` as it stands now, or ``None``."""

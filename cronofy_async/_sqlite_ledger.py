@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -41,6 +42,8 @@ from ._ledger import (
 )
 
 __all__ = ["SQLiteLedger"]
+
+logger: Final = logging.getLogger("cronofy_async")
 
 T = TypeVar("T")
 
@@ -115,14 +118,15 @@ class _Job:
     """One request to the database thread, and where its answer goes."""
 
     work: Callable[[sqlite3.Connection, float], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None
+    """Where its caller waits; ``None`` when no one waits (`SQLiteLedger._submit`)."""
+    future: asyncio.Future[Any] | None
     deadline: float
 
     @property
     def abandoned(self) -> bool:
         """Its caller gave up (a timeout, a cancel): nothing of it may be committed."""
-        return self.future.done()
+        return self.future is not None and self.future.done()
 
 
 _STOP: Final = object()
@@ -256,7 +260,10 @@ class SQLiteLedger:
             if entry is not None:
                 self._write(db, entry, now)
 
-        await self._run("record the outcome", work)
+        # Queued, not awaited: the database thread runs requests in order, so anything this
+        # process asks of the key next sees it. Should this process die before the commit,
+        # the claim lapses to UNKNOWN: never sent again by itself.
+        self._submit(work)
 
     async def release(self, key: str, *, owner: str) -> None:
         """Give `owner`'s claim back unsent (see `Ledger.release`)."""
@@ -303,15 +310,21 @@ class SQLiteLedger:
         if self._writes % _PURGE_EVERY == 0:
             db.execute(_PURGE, (now,))
 
+    def _submit(self, work: Callable[[sqlite3.Connection, float], None]) -> None:
+        """Queue `work` for the database thread without waiting for it (failures are logged)."""
+        self._start()
+        self._jobs.put(_Job(work, None, None, time.monotonic() + self.timeout))
+
     async def _run(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
         loop = asyncio.get_running_loop()
-        job = _Job(work, loop, loop.create_future(), time.monotonic() + self.timeout)
+        future: asyncio.Future[T] = loop.create_future()
+        job = _Job(work, loop, future, time.monotonic() + self.timeout)
         self._start()
         self._jobs.put(job)
         # One timer, not asyncio.timeout(): this runs twice per create.
-        expiry = loop.call_later(self.timeout, _expire, job.future)
+        expiry = loop.call_later(self.timeout, _expire, future)
         try:
-            result: T = await job.future
+            result: T = await future
         except _Expired:
             raise LedgerUnavailableError(
                 f"the idempotency ledger {str(self.path)!r} did not {what} within "
@@ -377,8 +390,7 @@ class SQLiteLedger:
                         if db is not None:
                             db.close()
                             db = None  # opened afresh next time: the file may be back
-                        for job in live:
-                            _answer(job, exc, failed=True)
+                        _answer([(job, exc, True) for job in live])
                 if stop:
                     return
         finally:
@@ -405,17 +417,29 @@ class SQLiteLedger:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        for job, value, failed in answers:
-            _answer(job, value, failed=failed)
+        _answer(answers)
 
 
-def _answer(job: _Job, value: Any, *, failed: bool) -> None:
-    def give() -> None:
-        if not job.future.done():
+def _answer(answers: list[tuple[_Job, Any, bool]]) -> None:
+    """Hand each job's answer to its caller: one wake-up per event loop, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, bool]]] = {}
+    for answer in answers:
+        job, value, failed = answer
+        if job.loop is None:
             if failed:
-                job.future.set_exception(value)
-            else:
-                job.future.set_result(value)
+                logger.warning("the idempotency ledger failed to record an outcome: %r", value)
+            continue
+        by_loop.setdefault(job.loop, []).append(answer)
+    for loop, given in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: no one waits
+            loop.call_soon_threadsafe(_give, given)
 
-    with contextlib.suppress(RuntimeError):  # the caller's loop is closed: no one waits
-        job.loop.call_soon_threadsafe(give)
+
+def _give(answers: list[tuple[_Job, Any, bool]]) -> None:
+    for job, value, failed in answers:
+        future = job.future
+        if future is not None and not future.done():
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
