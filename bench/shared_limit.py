@@ -240,7 +240,7 @@ async def distributed(redis_url: str, args: argparse.Namespace) -> list[str]:
         command = [
             sys.executable, "-m", "examples.distributed", "worker", "--redis-url", redis_url,
             "--namespace", namespace, "--per-second", str(args.per_second * 2),
-            "--per-minute", "none", "--reclaim-after", "5", "--base-url", url,
+            "--per-minute", "none", "--reclaim-after", "5", "--lease", "5", "--base-url", url,
         ]  # fmt: skip
         env = {**os.environ, "CRONOFY_CLIENT_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
         started = time.monotonic()

@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -172,14 +172,18 @@ def _replay(
     return model
 
 
-async def _finish(what: str, call: Coroutine[Any, Any, None], key: str) -> None:
-    """Record an outcome even if the caller is cancelled meanwhile; failures are logged."""
-    task = asyncio.ensure_future(call)
+async def _finish(what: str, call: Callable[[], Awaitable[None]], key: str) -> None:
+    """
+    Record an outcome even if the caller is cancelled meanwhile; failures are logged.
+
+    Awaited directly (a task per create would cost a round of the loop): cancelled mid-way,
+    the record is made again in the background, which is harmless, as a settle or release
+    applies only to the claim it names.
+    """
     try:
-        await asyncio.shield(task)
+        await call()
     except asyncio.CancelledError:
-        # The caller was cancelled (again); the record goes on in the background.
-        task.add_done_callback(_log_failure(what, key))
+        _background(call(), what=what, key=key)
         raise
     except Exception as exc:
         # The key's claim then lapses to UNKNOWN after its lease: never sent again by itself.
@@ -194,22 +198,17 @@ async def _finish(what: str, call: Coroutine[Any, Any, None], key: str) -> None:
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-def _background(call: Coroutine[Any, Any, None]) -> None:
+def _background(call: Awaitable[None], *, what: str = "", key: str = "") -> None:
     async def quietly() -> None:
-        with contextlib.suppress(Exception):
+        try:
             await call
+        except Exception:
+            if what:
+                logger.warning("could not %s for idempotency key %r in the ledger", what, key)
 
     task = asyncio.ensure_future(quietly())
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
-
-
-def _log_failure(what: str, key: str) -> Callable[[asyncio.Future[None]], None]:
-    def done(task: asyncio.Future[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("could not %s for idempotency key %r in the ledger", what, key)
-
-    return done
 
 
 def _capture(operation: Operation[T], answer: list[bytes]) -> Operation[T]:
@@ -277,7 +276,7 @@ async def send_once(
             )
         except asyncio.CancelledError:
             # The claim may have been recorded as the cancel landed: give it back.
-            await _finish("give the claim back", ledger.release(key, owner=owner), key)
+            await _finish("give the claim back", lambda: ledger.release(key, owner=owner), key)
             raise
         except LedgerUnavailableError:
             # Or as the ledger timed out: given back in the background, if it is back.
@@ -308,35 +307,27 @@ async def send_once(
     answer: list[bytes] = []
     try:
         model = await call(_capture(operation, answer), watch)
-    except asyncio.CancelledError:
-        if watch.may_exist:
-            await _finish("record an unknown outcome", _settle(ledger, key, owner, None), key)
+    except BaseException as error:
+        if isinstance(error, APIError):
+            # The pipeline's own verdict: a 4xx or a connection never made proves it failed.
+            sent = error.outcome_unknown or watch.sent > 0
+            state = LedgerState.UNKNOWN if error.outcome_unknown else LedgerState.FAILED
+        else:  # cancelled, or something unforeseen: what may have left may exist
+            sent, state = watch.may_exist, LedgerState.UNKNOWN
+        if sent:
+            await _finish(
+                f"record a {state} outcome", lambda: _settle(ledger, key, owner, state), key
+            )
         else:
-            await _finish("give the claim back", ledger.release(key, owner=owner), key)
-        raise
-    except APIError as error:
-        state = LedgerState.UNKNOWN if error.outcome_unknown else LedgerState.FAILED
-        if error.outcome_unknown or watch.sent:
-            await _finish(f"record a {state} outcome", _settle(ledger, key, owner, state), key)
-        else:
-            await _finish("give the claim back", ledger.release(key, owner=owner), key)
-        raise
-    except BaseException:
-        if watch.may_exist:
-            await _finish("record an unknown outcome", _settle(ledger, key, owner, None), key)
-        else:
-            await _finish("give the claim back", ledger.release(key, owner=owner), key)
+            await _finish("give the claim back", lambda: ledger.release(key, owner=owner), key)
         raise
     else:
         content = secret.redact(answer[-1].decode(errors="replace")).encode() if answer else b""
+        created = LedgerState.CREATED
         await _finish(
             "record the created request",
-            ledger.settle(
-                key,
-                owner=owner,
-                state=LedgerState.CREATED,
-                request_id=request_id(model),
-                result=content,
+            lambda: ledger.settle(
+                key, owner=owner, state=created, request_id=request_id(model), result=content
             ),
             key,
         )
@@ -348,10 +339,8 @@ async def send_once(
         mine.set_result(None)
 
 
-def _settle(
-    ledger: Ledger, key: str, owner: str, state: LedgerState | None
-) -> Coroutine[Any, Any, None]:
-    return ledger.settle(key, owner=owner, state=state or LedgerState.UNKNOWN)
+def _settle(ledger: Ledger, key: str, owner: str, state: LedgerState) -> Awaitable[None]:
+    return ledger.settle(key, owner=owner, state=state)
 
 
 class _Renewal:

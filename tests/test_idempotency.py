@@ -9,6 +9,7 @@ redis-server on loopback, started by the tests.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -921,3 +922,38 @@ async def test_a_process_killed_mid_send_leaves_its_key_unknown(
     assert entry is not None
     assert entry.state is LedgerState.UNKNOWN
     assert fake.received == 1  # the retry sent nothing
+
+
+async def test_an_outcome_the_sqlite_ledger_cannot_record_is_logged_and_reads_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cronofy_async import _sqlite_ledger
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    ledger = SQLiteLedger(tmp_path / "l.db", lease=0.2)
+    await ledger.claim("k", "fp", owner="o")
+    monkeypatch.setattr(_sqlite_ledger, "settle_transition", broken)
+    with caplog.at_level(logging.WARNING, logger="cronofy_async"):
+        await ledger.settle("k", owner="o", state=LedgerState.CREATED, request_id="s", result=b"{}")
+        await ledger.get("k")  # after the settle: the thread runs requests in order
+    assert "failed to record an outcome" in caplog.text
+    await asyncio.sleep(0.3)
+    entry = await ledger.get("k")
+    await ledger.aclose()
+    assert entry is not None
+    assert entry.state is LedgerState.UNKNOWN  # never free: the claim lapsed
+
+
+async def test_a_sqlite_ledger_works_from_a_second_event_loop(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    await ledger.claim("k", "fp", owner="o")
+
+    def other_loop() -> Any:
+        return asyncio.run(ledger.get("k"))
+
+    entry = await asyncio.to_thread(other_loop)
+    await ledger.aclose()
+    assert entry is not None
+    assert entry.held_by("o")
