@@ -153,10 +153,10 @@ async def test_the_commands_sender_lets_stop_hold_back_a_429d_row() -> None:
     from cronofy_async._cli._batch_command import _sender
 
     sending: list[object] = []
-    run = SimpleNamespace(sending=sending.append)
+    run = SimpleNamespace(sending=sending.append, args=SimpleNamespace(resend_unknown=False))
     row = SimpleNamespace(invite=SimpleNamespace(impersonate=None), request=seed_request())
     arrivals, results = await stop_while_a_429d_item_waits(
-        lambda api: BatchStream(None, [row], concurrency=1, send=_sender(api, run))  # type: ignore[arg-type]
+        lambda api: BatchStream(None, [row], concurrency=1, send=_sender(api, run, keyed=False))  # type: ignore[arg-type]
     )
     assert len(arrivals) == 1, f"{len(arrivals)} requests reached the server; 1 expected"
     assert [r.outcome for r in results] == [Outcome.NOT_SENT]
