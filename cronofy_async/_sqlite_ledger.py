@@ -358,9 +358,20 @@ class SQLiteLedger:
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(_SCHEMA)
+            deadline = time.monotonic() + self.timeout
+            while True:
+                # Switching to WAL, or making the table, while another process opens the same
+                # new file answers "locked" at once, without waiting: wait here (this is the
+                # database thread, never the event loop), within the ledger's timeout.
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=FULL")
+                    db.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
         except BaseException:
             db.close()
             raise
