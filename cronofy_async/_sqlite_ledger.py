@@ -6,6 +6,12 @@ SQLite's own file lock makes a claim atomic across processes. The database is us
 thread of the ledger's own, never from the event loop, and the requests that arrive while it
 works are run together in one transaction (one commit, one ``fsync``, for all of them), so
 many creates in flight cost few commits. The rules of each change are `_ledger`'s.
+
+Only a transaction that holds a claim (the intent, recorded before a request's bytes leave)
+waits for ``fsync`` (``synchronous=FULL``); one of outcomes, renewals and releases only
+(``synchronous=NORMAL``) is safe from a killed process but not from a power cut until the
+next claim's ``fsync`` carries it. That is enough: an outcome lost with the power leaves its
+claim to lapse to `UNKNOWN`, which is never sent again by itself.
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ class _Job:
     """Where its caller waits; ``None`` when no one waits (`SQLiteLedger._submit`)."""
     future: asyncio.Future[Any] | None
     deadline: float
+    durable: bool
+    """Whether its commit must reach the disk before it is answered (a claim)."""
 
     @property
     def abandoned(self) -> bool:
@@ -130,6 +138,7 @@ class _Job:
 
 
 _STOP: Final = object()
+_SYNC: Final = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
 
 
 class _Expired(Exception):  # noqa: N818 - a signal between the timer and the caller
@@ -146,8 +155,8 @@ class SQLiteLedger:
     Idempotency keys in a SQLite file: for every process of one machine, and across restarts.
 
     The embedded default: no server to run. Processes that open the same file share its keys
-    (two processes claiming one key: exactly one sends). Each change is committed, in WAL mode
-    with full synchronisation, before the request it guards is sent::
+    (two processes claiming one key: exactly one sends). Each claim is committed, in WAL mode
+    with full synchronisation (``fsync``), before the request it guards is sent::
 
         async with SQLiteLedger("invites.db") as ledger:
             api = AsyncSchedulerAPI(ledger=ledger)
@@ -222,7 +231,7 @@ class SQLiteLedger:
                 self._write(db, entry, now)
             return entry
 
-        result: LedgerEntry = await self._run("claim the key", work)
+        result: LedgerEntry = await self._run("claim the key", work, durable=True)
         return result
 
     async def renew(self, key: str, *, owner: str) -> None:
@@ -313,12 +322,14 @@ class SQLiteLedger:
     def _submit(self, work: Callable[[sqlite3.Connection, float], None]) -> None:
         """Queue `work` for the database thread without waiting for it (failures are logged)."""
         self._start()
-        self._jobs.put(_Job(work, None, None, time.monotonic() + self.timeout))
+        self._jobs.put(_Job(work, None, None, time.monotonic() + self.timeout, False))
 
-    async def _run(self, what: str, work: Callable[[sqlite3.Connection, float], T]) -> T:
+    async def _run(
+        self, what: str, work: Callable[[sqlite3.Connection, float], T], *, durable: bool = False
+    ) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job = _Job(work, loop, future, time.monotonic() + self.timeout)
+        job = _Job(work, loop, future, time.monotonic() + self.timeout, durable)
         self._start()
         self._jobs.put(job)
         # One timer, not asyncio.timeout(): this runs twice per create.
@@ -365,7 +376,7 @@ class SQLiteLedger:
                 # database thread, never the event loop), within the ledger's timeout.
                 try:
                     db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("PRAGMA synchronous=FULL")
+                    db.execute(_SYNC[True])
                     db.execute(_SCHEMA)
                     break
                 except sqlite3.OperationalError:
@@ -379,6 +390,7 @@ class SQLiteLedger:
 
     def _serve(self, jobs: queue.SimpleQueue[_Job | object]) -> None:
         db: sqlite3.Connection | None = None
+        synced = True  # what _connect sets
         try:
             while True:
                 first = jobs.get()
@@ -395,7 +407,11 @@ class SQLiteLedger:
                 if live:
                     try:
                         if db is None:
-                            db = self._connect()
+                            db, synced = self._connect(), True
+                        durable = any(job.durable for job in live)
+                        if durable is not synced:
+                            db.execute(_SYNC[durable])
+                            synced = durable
                         self._transaction(db, live)
                     except sqlite3.Error as exc:
                         if db is not None:

@@ -957,3 +957,38 @@ async def test_a_sqlite_ledger_works_from_a_second_event_loop(tmp_path: Path) ->
     await ledger.aclose()
     assert entry is not None
     assert entry.held_by("o")
+
+
+async def test_a_sqlite_claim_reaches_the_disk_before_it_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The intent must survive a power cut (full sync); an outcome need not, since a lost one
+    # lapses to UNKNOWN, never re-sent. So: FULL for a claim's commit, NORMAL otherwise.
+    statements: list[str] = []
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    connect = ledger._connect
+
+    def traced() -> sqlite3.Connection:
+        db = connect()
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(ledger, "_connect", traced)
+
+    def sync_at_each_commit() -> list[str]:
+        in_force, found = "FULL", []  # what _connect sets, untraced
+        for statement in statements:
+            if statement.startswith("PRAGMA synchronous="):
+                in_force = statement.partition("=")[2]
+            elif statement == "COMMIT":
+                found.append(in_force)
+        return found
+
+    await ledger.claim("k", "fp", owner="o")
+    await ledger.settle("k", owner="o", state=LedgerState.CREATED, request_id="srq_1", result=b"{}")
+    await ledger.get("k")  # after the settle: the thread runs requests in order
+    await ledger.claim("k2", "fp", owner="o")
+    commits = sync_at_each_commit()  # the settle and the read may share one transaction
+    assert (commits[0], commits[-1]) == ("FULL", "FULL")
+    assert set(commits[1:-1]) == {"NORMAL"}
+    await ledger.aclose()
