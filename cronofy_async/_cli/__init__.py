@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from .._version import __version__
-from . import _batch_command, _cancel, _demo, _fake_server, _members, _query
+from . import _batch_command, _cancel, _demo, _fake_server, _mcp, _members, _query
 from ._args import Parser
 from ._command import Command
 
@@ -23,6 +23,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     _query.COMMAND,
     _cancel.COMMAND,
     _members.COMMAND,
+    _mcp.COMMAND,
     _demo.COMMAND,
     _fake_server.COMMAND,
 )

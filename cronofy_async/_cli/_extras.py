@@ -11,7 +11,7 @@ from typing import Final
 __all__ = ["missing_extra"]
 
 # What each extra adds, should the installed metadata be unavailable (a source checkout).
-_FALLBACK: Final = {"testing": ("uvicorn>=0.30", "httptools>=0.6")}
+_FALLBACK: Final = {"testing": ("uvicorn>=0.30", "httptools>=0.6"), "mcp": ("mcp>=2",)}
 _EXTRA_MARKER: Final = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
 
 

@@ -1,0 +1,301 @@
+"""
+`build_server`: the MCP server's tools over one `AsyncSchedulerAPI`.
+
+Each tool is a thin layer: `_tools` turns its arguments into a request and the answer into
+JSON, the API object sends it (pacing, the 429 pause, retries, the idempotency ledger), and
+any exception becomes a tool error of one sentence (`_tools.explain`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Annotated, Any, Final, TypeVar
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from .._client import AsyncSchedulerAPI
+from .._version import __version__
+from ._tools import (
+    HostEntry,
+    Invite,
+    InviteStatus,
+    RuleAnswer,
+    explain,
+    host_answer,
+    invite_answer,
+    invite_key,
+    invite_request,
+    invite_status,
+    rule_answer,
+)
+
+__all__ = ["INSTRUCTIONS", "build_server"]
+
+_log = logging.getLogger("cronofy_async.mcp")
+T = TypeVar("T")
+
+INSTRUCTIONS: Final = (
+    "Schedules meetings through Cronofy's Scheduler API. list_hosts finds who can host; "
+    "create_invite sends one person a link to pick a slot in a host's calendar (or a "
+    "selection rule's) and answers its select_url; get_invites says whether they picked; "
+    "cancel_invite withdraws one. A retried create_invite with the same arguments never "
+    "invites twice: it answers the first invite with replayed: true."
+)
+
+MAX_HOSTS: Final = 1000
+MAX_IDS: Final = 50
+
+
+class Hosts(TypedDict):
+    """`list_hosts`' answer."""
+
+    hosts: list[HostEntry]
+    more: bool
+
+
+class Invites(TypedDict):
+    """`get_invites`' answer."""
+
+    invites: list[InviteStatus]
+    not_found: list[str]
+
+
+class Cancelled(TypedDict):
+    """`cancel_invite`'s answer."""
+
+    scheduling_request_id: str
+    cancelled: bool
+
+
+class _Watch:
+    """The pipeline's `on_send`: tells a create answered from the ledger from one sent now."""
+
+    __slots__ = ("replayed_", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.replayed_ = False
+
+    def __call__(self) -> None:
+        self.sent += 1
+
+    def settled(self, maybe_processed: bool) -> None:
+        """An attempt failed (the pipeline tells every watcher; nothing to do here)."""
+
+    def replayed(self) -> None:
+        """The answer came from the idempotency ledger: nothing was sent."""
+        self.replayed_ = True
+
+
+async def _answer(tool: str, call: Awaitable[T], *, creating: bool = False) -> T:
+    try:
+        return await call
+    except ToolError:
+        raise
+    except Exception as exc:  # every failure is an answer the agent reads, never a traceback
+        message = explain(exc, creating=creating)
+        # The kind only: the sentence may quote an email (personal data), and a traceback's
+        # locals hold every argument.
+        _log.warning("%s failed: %s", tool, type(exc).__name__)
+        raise ToolError(message) from None
+
+
+_READ_ONLY: Final = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+
+
+def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[Any]:
+    """
+    The MCP SDK's server (`mcp.server.mcpserver.MCPServer`) with this library's tools.
+
+    Mount it in an app of your own, add tools, or run it (``server.run()`` serves stdio).
+    The tools send through `api`, its pacing, retries and idempotency ledger; the server
+    never closes `api`: whoever opened it closes it::
+
+        from cronofy_async import AsyncSchedulerAPI, SQLiteLedger
+        from cronofy_async.mcp import build_server
+
+        api = AsyncSchedulerAPI(ledger=SQLiteLedger("cronofy-mcp.db"))
+        server = build_server(api)
+        server.run()  # stdio; or server.streamable_http_app() for an ASGI app
+
+    Tools: ``list_hosts``, ``create_invite``, ``get_invites``, ``cancel_invite``,
+    ``show_selection_rule``. Without a ledger given to `api`, ``create_invite`` keeps its
+    keys in the API object's own `MemoryLedger`: safe against retries for the life of the
+    process only.
+    """
+    if not isinstance(api, AsyncSchedulerAPI):
+        raise TypeError(f"build_server takes an AsyncSchedulerAPI, got {type(api).__name__}")
+    # WARNING: the SDK logs each tool error at INFO with its text (an email, say) otherwise.
+    server: MCPServer[Any] = MCPServer(
+        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
+    )
+
+    @server.tool(
+        title="List hosts",
+        description=(
+            "List the members of the Organizational Unit who may host: each one's account sub "
+            "(give it to create_invite as host), email and whether the Scheduler is enabled "
+            "for them. Reads every page Cronofy has, up to limit."
+        ),
+        annotations=_READ_ONLY,
+    )
+    async def list_hosts(
+        limit: Annotated[
+            int, Field(ge=1, le=MAX_HOSTS, description="At most this many members (1-1000).")
+        ] = 100,
+    ) -> Hosts:
+        async def hosts() -> Hosts:
+            found: list[HostEntry] = []
+            more = False
+            members = api.iter_organizational_unit_members()
+            try:
+                async for member in members:
+                    if len(found) == limit:
+                        more = True
+                        break
+                    found.append(host_answer(member))
+            finally:
+                # The listing stops here, not whenever the garbage collector finds it.
+                close = getattr(members, "aclose", None)
+                if close is not None:
+                    await close()
+            return {"hosts": found, "more": more}
+
+        return await _answer("list_hosts", hosts())
+
+    @server.tool(
+        title="Invite someone to pick a meeting slot",
+        description=(
+            "Create a Cronofy scheduling request: the person at email gets a link (select_url) "
+            "to pick a slot in the host's calendar, or in a selection rule's hosts'. Give "
+            "exactly one of host or selection_rule. Safe to retry: a call with the same email, "
+            "host or rule, summary and duration answers the first invite with replayed: true "
+            "and sends nothing; give an idempotency_key of your own to decide what counts as "
+            "the same invite."
+        ),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    async def create_invite(
+        email: Annotated[str, Field(description="The invitee's email address.")],
+        summary: Annotated[str, Field(description="The meeting's title, as the invitee sees it.")],
+        host: Annotated[
+            str | None,
+            Field(description="The hosting account's sub (acc_...), from list_hosts."),
+        ] = None,
+        selection_rule: Annotated[
+            str | None,
+            Field(description="A selection rule's id (sel_...) to pick the host instead."),
+        ] = None,
+        display_name: Annotated[
+            str | None, Field(description="The invitee's name, as the invite greets them.")
+        ] = None,
+        duration_minutes: Annotated[
+            int | None,
+            Field(ge=1, le=1440, description="The meeting's length in minutes (1-1440)."),
+        ] = None,
+        description: Annotated[str | None, Field(description="The meeting's description.")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=255,
+                description=(
+                    "What makes two calls the same invite (1-255 characters); by default "
+                    "derived from email, host or selection_rule, summary and duration."
+                ),
+            ),
+        ] = None,
+    ) -> Invite:
+        async def invite() -> Invite:
+            request = invite_request(
+                email=email,
+                summary=summary,
+                host=host,
+                selection_rule=selection_rule,
+                display_name=display_name,
+                duration_minutes=duration_minutes,
+                description=description,
+            )
+            key = idempotency_key if idempotency_key is not None else invite_key(request)
+            watch = _Watch()
+            created = await api._create_scheduling(request, watch, idempotency_key=key)
+            if watch.replayed_:
+                _log.info("create_invite: %s answered from the ledger, nothing sent", key)
+            return invite_answer(created, key=key, replayed=watch.replayed_)
+
+        return await _answer("create_invite", invite(), creating=True)
+
+    @server.tool(
+        title="Get invites",
+        description=(
+            "What became of invites: for each scheduling request id, slot_selection "
+            "(pending, or complete once a slot was picked), its select and dashboard URLs. "
+            "Ids Cronofy does not know are listed in not_found."
+        ),
+        annotations=_READ_ONLY,
+    )
+    async def get_invites(
+        ids: Annotated[
+            list[str],
+            Field(
+                min_length=1,
+                max_length=MAX_IDS,
+                description="Scheduling request ids (srq_...), 1-50 of them.",
+            ),
+        ],
+    ) -> Invites:
+        async def invites() -> Invites:
+            found = await api.query_scheduling_requests(ids)
+            known = {item.scheduling_request_id for item in found}
+            return {
+                "invites": [invite_status(item) for item in found],
+                "not_found": [i for i in dict.fromkeys(ids) if i not in known],
+            }
+
+        return await _answer("get_invites", invites())
+
+    @server.tool(
+        title="Cancel an invite",
+        description=(
+            "Cancel a scheduling request: its link stops working and a slot already picked is "
+            "withdrawn. Cancelling one already cancelled does no harm."
+        ),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    async def cancel_invite(
+        id: Annotated[str, Field(description="The scheduling request id (srq_...) to cancel.")],
+    ) -> Cancelled:
+        async def cancel() -> Cancelled:
+            await api.cancel_scheduling_request(id)
+            return {"scheduling_request_id": id, "cancelled": True}
+
+        return await _answer("cancel_invite", cancel())
+
+    @server.tool(
+        title="Show a selection rule",
+        description=(
+            "Show a selection rule (a group of hosts Cronofy picks from): its name, how many "
+            "hosts are required, and its members."
+        ),
+        annotations=_READ_ONLY,
+    )
+    async def show_selection_rule(
+        id: Annotated[str, Field(description="The selection rule's id (sel_...).")],
+    ) -> RuleAnswer:
+        async def show() -> RuleAnswer:
+            return rule_answer(await api.get_selection_rule(id))
+
+        return await _answer("show_selection_rule", show())
+
+    return server

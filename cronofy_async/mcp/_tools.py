@@ -1,0 +1,361 @@
+"""
+What the MCP tools do, without the MCP SDK's server.
+
+Arguments to requests, models to answers, an invite's idempotency key, and any exception as
+the one sentence an agent reads.
+
+Pure functions, so that each rule is tested on its own and `_server` stays a thin layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Final
+
+# pydantic (which the MCP SDK builds schemas with) reads nested TypedDicts only from
+# typing_extensions before Python 3.12; the SDK depends on it.
+from typing_extensions import TypedDict
+
+from .._errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    CronofyError,
+    IdempotencyConflictError,
+    LedgerUnavailableError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PaginationError,
+    PayloadError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseFormatError,
+    ValidationError,
+)
+from .._members import OrganizationalUnitMember
+from .._payload import Event, Host, Recipient
+from .._scheduling_models import SchedulingRequest
+from .._scheduling_requests import NewSchedulingRequest
+from .._selection_rules import SelectionRule
+
+__all__ = [
+    "KEY_PREFIX",
+    "ArgumentError",
+    "HostEntry",
+    "Invite",
+    "InviteStatus",
+    "RuleAnswer",
+    "RuleMember",
+    "explain",
+    "host_answer",
+    "invite_answer",
+    "invite_key",
+    "invite_request",
+    "invite_status",
+    "rule_answer",
+]
+
+KEY_PREFIX: Final = "mcp-invite-"
+"""How a derived key starts, so that it is told from a caller's own in a shared ledger."""
+
+
+class ArgumentError(ValueError):
+    """A tool's arguments that cannot make a request; the message names the argument."""
+
+
+class Invite(TypedDict):
+    """What `create_invite` answers."""
+
+    scheduling_request_id: str
+    select_url: str | None
+    replayed: bool
+    idempotency_key: str
+
+
+class InviteStatus(TypedDict):
+    """One scheduling request, as `get_invites` answers it."""
+
+    scheduling_request_id: str
+    slot_selection: str | None
+    select_url: str | None
+    dashboard_url: str | None
+    summary: str | None
+
+
+def _words(text: str) -> str:
+    # A retried call that differs only in spacing is the same invite, and sends the same body.
+    return " ".join(text.split())
+
+
+def _optional(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise ArgumentError(f"{name}: give text or leave it out, not an empty string")
+    return value
+
+
+def _normal_email(email: str) -> str:
+    # The key folds case (Marty@ and marty@ are one recipient), so the body must too: else a
+    # retry with other capitals would meet its own first call as a conflict.
+    return email.strip().lower()
+
+
+def invite_request(
+    *,
+    email: str,
+    summary: str,
+    host: str | None = None,
+    selection_rule: str | None = None,
+    display_name: str | None = None,
+    duration_minutes: int | None = None,
+    description: str | None = None,
+) -> NewSchedulingRequest:
+    """
+    The scheduling request `create_invite` sends, its arguments normalised.
+
+    Raises `ArgumentError` naming the argument, or `PayloadError` naming Cronofy's field,
+    before anything is sent.
+
+    >>> request = invite_request(email=" Marty@Evenitron.com", summary="Lesson", host="acc_1")
+    >>> request.recipients[0].email
+    'marty@evenitron.com'
+    """
+    host = _optional("host", host)
+    selection_rule = _optional("selection_rule", selection_rule)
+    if (host is None) == (selection_rule is None):
+        raise ArgumentError(
+            "give exactly one of host (an account sub from list_hosts, acc_...) or "
+            "selection_rule (a rule id, sel_...)"
+        )
+    if not summary.strip():
+        raise ArgumentError("summary: give the event's title, not an empty string")
+    if duration_minutes is not None and not 1 <= duration_minutes <= 1440:
+        raise ArgumentError(
+            f"duration_minutes: {duration_minutes} is outside 1..1440 (a day, in minutes)"
+        )
+    return NewSchedulingRequest(
+        host=Host(sub=host) if host is not None else None,
+        host_group=SelectionRule(sub=selection_rule) if selection_rule is not None else None,
+        recipients=[
+            Recipient(
+                email=_normal_email(email),
+                display_name=_optional("display_name", display_name),
+                slot_selector=True,
+            )
+        ],
+        event=Event(
+            summary=_words(summary),
+            description=_optional("description", description),
+            duration_minutes=duration_minutes,
+        ),
+    )
+
+
+def invite_key(request: NewSchedulingRequest) -> str:
+    """
+    The idempotency key of an invite given none: who is invited, by whom, to what, how long.
+
+    The email is case-folded and the summary's spacing ignored, so that a retried call finds
+    the first; the display name and description are not in it, so a retry that rewords them
+    is told it conflicts rather than inviting the person again.
+
+    >>> a = invite_request(email="Marty@x.com", summary="Lesson  1", host="acc_1")
+    >>> b = invite_request(email="marty@X.com", summary="Lesson 1", host="acc_1")
+    >>> invite_key(a) == invite_key(b)
+    True
+    """
+    group = request.host_group
+    parts = [
+        request.recipients[0].email.casefold(),
+        request.host.sub if request.host is not None else None,
+        group.sub if isinstance(group, SelectionRule) else None,
+        _words(request.event.summary),
+        request.event.duration_minutes,
+    ]
+    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    return KEY_PREFIX + digest[:40]
+
+
+def _select_url(created: SchedulingRequest) -> str | None:
+    if created.primary_select_url is not None:
+        return created.primary_select_url
+    return next((r.select_url for r in created.recipients if r.select_url), None)
+
+
+def invite_answer(created: SchedulingRequest, *, key: str, replayed: bool) -> Invite:
+    """`create_invite`'s answer for a created (or replayed) scheduling request."""
+    return {
+        "scheduling_request_id": created.scheduling_request_id,
+        "select_url": _select_url(created),
+        "replayed": replayed,
+        "idempotency_key": key,
+    }
+
+
+def invite_status(found: SchedulingRequest) -> InviteStatus:
+    """One scheduling request as `get_invites` answers it."""
+    return {
+        "scheduling_request_id": found.scheduling_request_id,
+        "slot_selection": found.slot_selection,
+        "select_url": _select_url(found),
+        "dashboard_url": found.dashboard_url,
+        "summary": found.summary,
+    }
+
+
+class HostEntry(TypedDict):
+    """One member of the Organizational Unit, as `list_hosts` answers it."""
+
+    sub: str
+    email: str | None
+    scheduler_enabled: bool | None
+
+
+class RuleMember(TypedDict):
+    """One member of a selection rule."""
+
+    sub: str | None
+    email: str | None
+    display_name: str | None
+
+
+class RuleAnswer(TypedDict):
+    """A selection rule, as `show_selection_rule` answers it."""
+
+    id: str
+    name: str | None
+    required: int | str | None
+    members: list[RuleMember]
+
+
+def host_answer(member: OrganizationalUnitMember) -> HostEntry:
+    """One member as `list_hosts` answers it."""
+    return {
+        "sub": member.sub,
+        "email": member.email,
+        "scheduler_enabled": member.scheduler_enabled,
+    }
+
+
+def rule_answer(rule: SelectionRule) -> RuleAnswer:
+    """A selection rule as `show_selection_rule` answers it."""
+    return {
+        "id": rule.sub,
+        "name": rule.name,
+        "required": rule.required,
+        "members": [
+            {"sub": m.sub, "email": m.email, "display_name": m.display_name} for m in rule.members
+        ],
+    }
+
+
+_ARGUMENTS: Final = {
+    "recipients.email": "email",
+    "recipients.display_name": "display_name",
+    "event.summary": "summary",
+    "event.description": "description",
+    "event.duration.minutes": "duration_minutes",
+    "host.sub": "host",
+    "host_group.sub": "selection_rule",
+    "idempotency_key": "idempotency_key",
+    "scheduling_request_id": "id",
+    "selection_rule_id": "id",
+}
+
+
+def _argument(field: str) -> str:
+    return _ARGUMENTS.get(field, field)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _unknown(error: APIError) -> str:
+    return (
+        f"{_one_line(str(error))}. The invite may exist: Cronofy may have created it before "
+        "the answer was lost. Calling create_invite again with the same arguments sends "
+        "nothing and answers this again; check the scheduling requests in Cronofy's "
+        "dashboard, or ask the recipient, before trying with a new idempotency_key"
+    )
+
+
+def explain(error: BaseException, *, creating: bool = False) -> str:
+    """
+    Any exception as one sentence for an agent: what happened and what to do.
+
+    Never a traceback or the client secret (which no library error holds).
+
+    >>> explain(ArgumentError("summary: give the event's title"))
+    "summary: give the event's title"
+    """
+    message: str
+    if isinstance(error, ArgumentError):
+        message = str(error)
+    elif isinstance(error, PayloadError):
+        message = f"{_argument(error.field)}: {error.problem} (nothing was sent)"
+    elif isinstance(error, OutcomeUnknownError):
+        message = (
+            f"The invite may already exist: an earlier attempt under idempotency key "
+            f"{error.key!r} timed out or failed after it was sent, so nothing was sent now. "
+            "Check the scheduling requests in Cronofy's dashboard, or ask the recipient; only "
+            "if there is none, call create_invite again with a new idempotency_key"
+        )
+    elif isinstance(error, IdempotencyConflictError):
+        message = (
+            f"Idempotency key {error.key!r} already stands for an invite with other details "
+            "(a reworded display name or description, another host?), so nothing was sent. "
+            "To send a second, different invite, give a new idempotency_key"
+        )
+    elif isinstance(error, LedgerUnavailableError):
+        message = (
+            f"The idempotency ledger could not be used, so nothing was sent: "
+            f"{_one_line(str(error))}. Try again shortly"
+        )
+    elif isinstance(error, AuthenticationError):
+        message = (
+            "Cronofy did not accept the client secret (401): check CRONOFY_CLIENT_SECRET or "
+            "--client-secret-file, and that --data-center is the application's"
+        )
+    elif isinstance(error, PaymentRequiredError):
+        message = "Cronofy refused (402): the plan lacks the Scheduler feature"
+    elif isinstance(error, PermissionDeniedError):
+        message = (
+            "Cronofy refused (403): the application may not do this for that account or "
+            "rule; check that the host is a member of the organization (list_hosts)"
+        )
+    elif isinstance(error, NotFoundError):
+        message = "Cronofy knows no such id (404): check it, for example with list_hosts"
+    elif isinstance(error, RateLimitError):
+        wait = error.retry_after
+        when = "in a minute" if wait is None else f"in {wait:g} second{'' if wait == 1 else 's'}"
+        message = (
+            "Cronofy's rate limit was reached (429) and waiting did not get through; "
+            f"nothing was created: retry {when}"
+        )
+    elif isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{_argument(field)}: {', '.join(e.description for e in errors)}"
+            for field, errors in error.errors.items()
+        )
+        message = f"Cronofy refused the request (422): {problems or _one_line(str(error))}"
+    elif isinstance(error, PaginationError):
+        message = (
+            f"The list could not be read to its end ({error.reason}, after {error.yielded} "
+            "items); try again"
+        )
+    elif isinstance(error, APIError) and error.outcome_unknown and creating:
+        message = _unknown(error)
+    elif isinstance(error, APIConnectionError | ResponseFormatError | APIError):
+        message = f"{_one_line(str(error))}. Try again shortly"
+    elif isinstance(error, ConfigurationError | CronofyError):
+        message = _one_line(str(error))
+    else:
+        # Not ours: its text may hold anything, so only its kind is told.
+        message = f"Unexpected error ({type(error).__name__}); nothing more is known"
+    return message.rstrip(".") + "."
