@@ -28,8 +28,8 @@ EXIT_USAGE: Final = 2
 """The command could not start: bad options, no secret, a malformed id."""
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where to send, and with which secret (never on the command line)."""
+def add_connection_arguments(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
+    """Where to send, and with which secret (never on the command line); ``--json`` too."""
     parser.add_argument("--data-center", help="us, au, ca, de, sg or uk (default: us)")
     parser.add_argument("--base-url", help="send to this URL instead (a proxy, a fake server)")
     parser.add_argument(
@@ -39,7 +39,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"read the secret here, not {SECRET_ENV}",
     )
     parser.add_argument("--client-secret", action=RefuseSecret, help=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    if json:
+        parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def open_api(args: argparse.Namespace, *, secret: str | None = None) -> AsyncSchedulerAPI:

@@ -25,8 +25,9 @@ from .._ledger import Ledger, MemoryLedger
 from .._ratelimit import RateLimit
 from .._sqlite_ledger import SQLiteLedger
 from . import _redis_option
-from ._args import RefuseSecret, read_secret_file, scrub
+from ._args import read_secret_file, scrub
 from ._command import EXIT_USAGE, Command, run_async
+from ._connect import add_connection_arguments
 from ._extras import missing_extra
 from ._streams import stderr as _stderr
 
@@ -99,15 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve against an in-process fake Cronofy (no account, nothing real sent)",
     )
-    parser.add_argument("--data-center", help="us, au, ca, de, sg or uk (default: us)")
-    parser.add_argument("--base-url", help="send to this URL instead (a proxy, a fake server)")
-    parser.add_argument(
-        "--client-secret-file",
-        type=Path,
-        metavar="PATH",
-        help=f"read the secret here, not ${SECRET_ENV}",
-    )
-    parser.add_argument("--client-secret", action=RefuseSecret, help=argparse.SUPPRESS)
+    add_connection_arguments(parser, json=False)
     _redis_option.add_arguments(parser)
     parser.add_argument(
         "--ledger",
