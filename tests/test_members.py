@@ -482,6 +482,35 @@ async def test_an_item_on_two_pages_is_yielded_once(
     assert await subs_of(api) == ["acc_1", "acc_2", "acc_3"]
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        {"current": 2, "total": 2},
+        {},  # no link and no total: the end, as a link-only list says it
+        {"current": 1, "total": 1},  # its number came before, but it says the list is over
+    ],
+)
+async def test_a_last_page_of_items_listed_before_ends_quietly(
+    api: AsyncSchedulerAPI,
+    mock: respx.MockRouter,
+    last: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A list that shifted while it was read: its last page holds only members already listed.
+    # The server says the list is over, so nothing was left unread.
+    answers = iter(
+        [
+            page(["acc_1", "acc_2"], current=1, total=2, next_page=f"{MEMBERS_URL}/pages/t"),
+            page(["acc_2"], **last),
+        ]
+    )
+    route = mock.route(host="api.cronofy.com").mock(side_effect=lambda request: next(answers))
+    with caplog.at_level(logging.WARNING, logger="cronofy_async"):
+        assert await subs_of(api) == ["acc_1", "acc_2"]
+    assert route.call_count == 2
+    assert not caplog.records
+
+
 async def test_an_empty_page_that_claims_more_raises(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
