@@ -303,26 +303,38 @@ class _Seen:
     """How many pages were read."""
 
 
+def _ended(page: Page[Any]) -> bool:
+    """Whether the server says the list ends with `page`: nothing after it is left unread."""
+    if page.current is not None and page.total is not None:
+        return page.current >= page.total
+    return page.next_page is None and page.total is None
+
+
 def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
     """
     The items of `page` not yielded before (recorded in `seen`), in order.
 
-    Raises `_TruncatedError` when the page comes again: its number was answered before, or every
-    one of its items was yielded already. A server that serves the same page forever would
-    otherwise loop the client forever; an item is never yielded twice.
+    Raises `_TruncatedError` when the page comes again (its number was answered before, or every
+    one of its items was yielded already) and it is not the last page. A server that serves
+    the same page forever would otherwise loop the client forever; an item is never yielded
+    twice.
     """
     seen.read += 1
     if seen.read > MAX_PAGES:
         raise _TruncatedError("too_many_pages", f"more than {MAX_PAGES} pages")
-    if page.current is not None:
-        if page.current in seen.pages:
-            raise _TruncatedError("repeated_page", f"page {page.current} came twice")
-        seen.pages.add(page.current)
     fresh = []
     for item, key in zip(page.items, page.keys, strict=True):
         if key not in seen.keys:
             seen.keys.add(key)
             fresh.append(item)
+    if _ended(page):
+        # A list that shifted while it was read may end on items listed before, or on a
+        # number it used before: nothing is missing once the server says it is over.
+        return fresh
+    if page.current is not None:
+        if page.current in seen.pages:
+            raise _TruncatedError("repeated_page", f"page {page.current} came twice")
+        seen.pages.add(page.current)
     if page.items and not fresh:
         raise _TruncatedError(
             "repeated_page", "a page came again: every item on it was listed before"
