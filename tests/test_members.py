@@ -244,6 +244,34 @@ async def test_without_links_pages_are_asked_for_by_number(
     ]
 
 
+async def test_a_total_without_current_counts_the_pages_read(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # No current and no link: the pages read so far stand for current, so a total beyond them
+    # asks for the next number, as when a link is missing.
+    def respond(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        return page([f"acc_{number}"], total=3)
+
+    route = mock.get(MEMBERS_URL).mock(side_effect=respond)
+    assert await subs_of(api) == ["acc_1", "acc_2", "acc_3"]
+    assert [str(c.request.url) for c in route.calls] == [
+        MEMBERS_URL,
+        f"{MEMBERS_URL}?page=2",
+        f"{MEMBERS_URL}?page=3",
+    ]
+
+
+async def test_a_total_without_current_never_ends_silently_early(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # It claims 5 pages, sends neither current nor a link, and ignores page=.
+    route = mock.get(MEMBERS_URL).mock(return_value=page(["acc_1"], total=5))
+    subs, error = await collect(api)
+    assert (subs, error.reason, error.pages) == (["acc_1"], "repeated_page", 2)
+    assert route.call_count == 2
+
+
 async def test_no_pages_object_means_one_page(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
@@ -260,7 +288,6 @@ async def test_no_pages_object_means_one_page(
         ({"current": 2, "total": 2, "next_page": f"{MEMBERS_URL}/pages/more"}, 1),
         ({"current": 3, "total": 2}, 1),
         ({"current": 1}, 1),
-        ({"total": 5}, 1),
         ({}, 1),
     ],
 )
