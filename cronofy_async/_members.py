@@ -303,11 +303,16 @@ class _Seen:
     """How many pages were read."""
 
 
-def _ended(page: Page[Any]) -> bool:
+def _current(page: Page[Any], seen: _Seen) -> int:
+    """`page`'s number: ``pages.current``, or else how many pages were read, `page` included."""
+    return seen.read if page.current is None else page.current
+
+
+def _ended(page: Page[Any], seen: _Seen) -> bool:
     """Whether the server says the list ends with `page`: nothing after it is left unread."""
-    if page.current is not None and page.total is not None:
-        return page.current >= page.total
-    return page.next_page is None and page.total is None
+    if page.total is not None:
+        return _current(page, seen) >= page.total
+    return page.next_page is None
 
 
 def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
@@ -327,7 +332,7 @@ def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
         if key not in seen.keys:
             seen.keys.add(key)
             fresh.append(item)
-    if _ended(page):
+    if _ended(page, seen):
         # A list that shifted while it was read may end on items listed before, or on a
         # number it used before: nothing is missing once the server says it is over.
         return fresh
@@ -349,17 +354,12 @@ def next_step(
     Where to go after `page`: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``.
 
     ``None`` when the listing really ended (``current >= total``, or no ``next_page`` and no
-    ``total`` beyond ``current``). Raises `_TruncatedError` when it did not but cannot go on: a
-    refused link, a link followed before, a page number answered before, or an empty page
-    that claims more. `endpoint` is the full URL of the list on the base URL; `seen` is
-    updated.
+    ``total`` beyond ``current``; without ``current``, the pages read so far stand for it).
+    Raises `_TruncatedError` when it did not but cannot go on: a refused link, a link followed
+    before, a page number answered before, or an empty page that claims more. `endpoint` is
+    the full URL of the list on the base URL; `seen` is updated, and counts `page` as read.
     """
-    following: int | None = None
-    if page.current is not None and page.total is not None:
-        if page.current >= page.total:
-            return None
-        following = page.current + 1
-    if page.next_page is None and following is None:
+    if _ended(page, seen):
         return None
     if not page.items:
         raise _TruncatedError("empty_page", "an empty page claimed more pages after it")
@@ -375,6 +375,8 @@ def next_step(
             raise _TruncatedError("link_loop", "pages.next_page points at a page read before")
         seen.links.add(link)
         return None, link
+    # Not ended and no link, so a total is beyond the current page: ask for the next number.
+    following = _current(page, seen) + 1
     if following in seen.pages:
         raise _TruncatedError("repeated_page", f"page {following} came before")
     return following, None
