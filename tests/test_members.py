@@ -481,6 +481,35 @@ async def test_a_next_page_loop_raises(api: AsyncSchedulerAPI, mock: respx.MockR
     assert route.call_count == 3
 
 
+@pytest.mark.parametrize(
+    "links",
+    [
+        # A fragment never reaches the server: these are one page.
+        [f"{MEMBERS_URL}/pages/t#1", f"{MEMBERS_URL}/pages/t#2"],
+        [f"{MEMBERS_URL}/pages/t", f"{MEMBERS_URL}/pages/t#again"],
+        [f"{MEMBERS_URL}#top"],
+        # Spelled apart only by percent-encoding (RFC 3986, 6.2.2): one page too.
+        [f"{MEMBERS_URL}/pages/t", f"{MEMBERS_URL}/pages/%74"],
+        [f"{MEMBERS_URL}/pages/a%2cb", f"{MEMBERS_URL}/pages/a%2Cb"],
+        [f"{MEMBERS_URL}/pages/t?c=%7a", f"{MEMBERS_URL}/pages/t?c=z"],
+    ],
+)
+async def test_a_loop_through_links_spelled_apart_raises(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter, links: list[str]
+) -> None:
+    # Fresh items every time, so only the links can tell it loops.
+    served = iter(range(100))
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        number = next(served)
+        return page([f"acc_{number}"], next_page=links[number])
+
+    route = mock.route(host="api.cronofy.com").mock(side_effect=respond)
+    subs, error = await collect(api)
+    assert (len(subs), error.reason, route.call_count) == (len(links), "link_loop", len(links))
+    assert not any("#" in str(call.request.url) for call in route.calls)
+
+
 async def test_the_same_items_under_new_links_raise(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
@@ -604,6 +633,9 @@ def test_next_step_when_the_next_number_was_already_answered() -> None:
         (f"{MEMBERS_URL}/pages/08a07b034306679e", f"{MEMBERS_URL}/pages/08a07b034306679e"),
         ("/v1/organizational_unit_members/pages/abc", f"{MEMBERS_URL}/pages/abc"),
         (f"{MEMBERS_URL}/pages/abc?x=1", f"{MEMBERS_URL}/pages/abc?x=1"),
+        # A fragment is the client's own: never part of what is fetched or compared.
+        (f"{MEMBERS_URL}/pages/abc#x", f"{MEMBERS_URL}/pages/abc"),
+        ("?page=2#top", f"{MEMBERS_URL}?page=2"),
         # Dot segments that stay below the list are resolved, then allowed.
         (f"{MEMBERS_URL}/pages/x/../abc", f"{MEMBERS_URL}/pages/abc"),
         (f"{MEMBERS_URL}/./pages/abc", f"{MEMBERS_URL}/pages/abc"),
