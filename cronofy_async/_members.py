@@ -19,6 +19,8 @@ until ``current >= total``. The decisions are pure functions (`resolve_link`, `f
 from __future__ import annotations
 
 import logging
+import re
+import string
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from types import MappingProxyType
@@ -238,10 +240,11 @@ def resolve_link(link: str, endpoint: str) -> str | None:
     `link` as a full URL if it is `endpoint` (a full URL), or a path below it, on its origin.
 
     Cronofy's ``next_page`` is the list's own path with ``/pages/<token>`` below it. Any
-    query string is kept. ``None`` for anything else: another scheme, host, port or user,
-    a path outside the list's (``..`` segments are resolved first, and an encoded ``.``,
-    ``..``, ``/`` or backslash in a segment is refused rather than guessed at), or no URL at
-    all::
+    query string is kept; a fragment is dropped (it never reaches the server, so two links
+    apart only by one are the same page). ``None`` for anything else: another scheme, host,
+    port or user, a path outside the list's (``..`` segments are resolved first, and an
+    encoded ``.``, ``..``, ``/`` or backslash in a segment is refused rather than guessed at),
+    or no URL at all::
 
         >>> resolve_link("/v1/members/pages/08a07b03", "https://api.cronofy.com/v1/members")
         'https://api.cronofy.com/v1/members/pages/08a07b03'
@@ -249,7 +252,7 @@ def resolve_link(link: str, endpoint: str) -> str | None:
     """
     try:
         here = httpx.URL(endpoint)
-        target = here.join(link)
+        target = here.join(link).copy_with(fragment=None)
         # Raw, not decoded: decoding a hostile host name (IDNA) can itself raise.
         same_origin = (
             target.scheme == here.scheme
@@ -283,6 +286,26 @@ MAX_PAGES: Final = 10_000
 """The most pages one listing reads: a server that never ends a list cannot hold a caller."""
 
 
+_ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _link_key(link: str) -> str:
+    """
+    `link` spelled as every equivalent of it is (RFC 3986, 6.2.2), to notice a link come again.
+
+    An escaped unreserved character is decoded and any other escape upper-cased: the server
+    reads ``/pages/%74`` as ``/pages/t``, so a loop spelled both ways is still a loop. The key
+    is only compared; what is followed is the link as sent.
+    """
+
+    def spell(escape: re.Match[str]) -> str:
+        char = chr(int(escape.group(1), 16))
+        return char if char in _UNRESERVED else escape.group(0).upper()
+
+    return _ESCAPE.sub(spell, link)
+
+
 class _TruncatedError(Exception):
     """Why a listing cannot go on (before its last page): a `PaginationError`'s reason."""
 
@@ -298,6 +321,7 @@ class _Seen:
 
     pages: set[int] = attrs.Factory(set)
     links: set[str] = attrs.Factory(set)
+    """Every link followed (and the list's own URL), as `_link_key` spells it."""
     keys: set[Hashable] = attrs.Factory(set)
     read: int = 0
     """How many pages were read."""
@@ -371,9 +395,10 @@ def next_step(
             raise _TruncatedError(
                 "refused_link", "pages.next_page is not below the list's path on the base URL"
             )
-        if link in seen.links:
+        key = _link_key(link)
+        if key in seen.links:
             raise _TruncatedError("link_loop", "pages.next_page points at a page read before")
-        seen.links.add(link)
+        seen.links.add(key)
         return None, link
     # Not ended and no link, so a total is beyond the current page: ask for the next number.
     following = _current(page, seen) + 1
@@ -421,7 +446,7 @@ class Members(Calls):
         read: Callable[[bytes, Callable[[], httpx.Response], ClientSecret | None], Page[T]],
     ) -> AsyncIterator[T]:
         endpoint = self._base_url + path
-        seen = _Seen(links={endpoint})  # a link back to the first page is a loop too
+        seen = _Seen(links={_link_key(endpoint)})  # a link back to the first page is a loop too
         operation = list_operation(path, read)
         yielded = 0
         while True:
