@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import Any
 
 import httpx
@@ -37,7 +38,7 @@ from cronofy_async._members import (
 from cronofy_async._scheduling_models import ModelError
 
 from .conftest import SECRET
-from .helpers import FakeClock
+from .helpers import FakeClock, reachable_text
 
 BASE = "https://api.cronofy.com"
 MEMBERS_URL = f"{BASE}/v1/organizational_unit_members"
@@ -382,6 +383,42 @@ async def test_a_hostile_link_is_not_logged_nor_raised(
     for text in (caplog.text, str(error), repr(error), repr(error.args)):
         assert SECRET not in text
         assert "evil" not in text
+
+
+HOSTILE = f"https://evil.example/steal/8c1d5e0f?token={SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        ([page(["acc_1"], next_page=HOSTILE)], "refused_link"),
+        ([page([], current=1, total=2, next_page=HOSTILE)], "empty_page"),
+        (
+            [
+                page(["acc_1"], current=1, total=3),
+                page(["acc_1"], current=1, total=3, next_page=HOSTILE),
+            ],
+            "repeated_page",
+        ),
+    ],
+)
+async def test_a_hostile_link_is_in_no_traceback_local_nor_chained_error(
+    api: AsyncSchedulerAPI,
+    mock: respx.MockRouter,
+    answers: list[httpx.Response],
+    reason: str,
+) -> None:
+    # A traceback printed with its locals (pytest, Sentry, a debugger) shows every frame's
+    # variables and every chained error: the page that carried the link must be in none.
+    served = iter(answers)
+    mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(served))
+    _, error = await collect(api)
+    assert error.reason == reason
+    assert "_pages" in {f.name for f in traceback.extract_tb(error.__traceback__)}
+    text = reachable_text(error)
+    for secret in (SECRET, "evil.example", "8c1d5e0f"):
+        assert secret not in text
+    assert (error.__context__, error.__cause__) == (None, None)
 
 
 async def test_a_link_back_to_the_first_page_is_a_loop(
