@@ -306,13 +306,22 @@ def _link_key(link: str) -> str:
     return _ESCAPE.sub(spell, link)
 
 
-class _TruncatedError(Exception):
-    """Why a listing cannot go on (before its last page): a `PaginationError`'s reason."""
+@attrs.frozen
+class _Stop:
+    """
+    Why a listing cannot go on before its last page: a `PaginationError`'s reason and detail.
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+    A value, not an exception: one raised and caught would hold, in its traceback, the frames
+    that read the page, and so the link a hostile server put in it, for anything that chains
+    or prints it.
+    """
+
+    reason: str
+    detail: str
+
+
+Step = tuple[int | None, str | None]
+"""Where the next page is: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``."""
 
 
 @attrs.define
@@ -339,18 +348,17 @@ def _ended(page: Page[Any], seen: _Seen) -> bool:
     return page.next_page is None
 
 
-def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
+def fresh_items(page: Page[T], *, seen: _Seen) -> tuple[list[T], _Stop | None]:
     """
-    The items of `page` not yielded before (recorded in `seen`), in order.
+    The items of `page` not yielded before (recorded in `seen`), in order, and any `_Stop`.
 
-    Raises `_TruncatedError` when the page comes again (its number was answered before, or every
-    one of its items was yielded already) and it is not the last page. A server that serves
-    the same page forever would otherwise loop the client forever; an item is never yielded
-    twice.
+    A stop when the page comes again (its number was answered before, or every one of its
+    items was yielded already) and it is not the last page: a server that serves the same
+    page forever would otherwise loop the client forever. An item is never yielded twice.
     """
     seen.read += 1
     if seen.read > MAX_PAGES:
-        raise _TruncatedError("too_many_pages", f"more than {MAX_PAGES} pages")
+        return [], _Stop("too_many_pages", f"more than {MAX_PAGES} pages")
     fresh = []
     for item, key in zip(page.items, page.keys, strict=True):
         if key not in seen.keys:
@@ -359,51 +367,49 @@ def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
     if _ended(page, seen):
         # A list that shifted while it was read may end on items listed before, or on a
         # number it used before: nothing is missing once the server says it is over.
-        return fresh
+        return fresh, None
     if page.current is not None:
         if page.current in seen.pages:
-            raise _TruncatedError("repeated_page", f"page {page.current} came twice")
+            return [], _Stop("repeated_page", f"page {page.current} came twice")
         seen.pages.add(page.current)
     if page.items and not fresh:
-        raise _TruncatedError(
+        return fresh, _Stop(
             "repeated_page", "a page came again: every item on it was listed before"
         )
-    return fresh
+    return fresh, None
 
 
-def next_step(
-    page: Page[Any], *, endpoint: str, seen: _Seen
-) -> tuple[int | None, str | None] | None:
+def next_step(page: Page[Any], *, endpoint: str, seen: _Seen) -> Step | _Stop | None:
     """
-    Where to go after `page`: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``.
+    Where to go after `page`: a `Step`, or a `_Stop` when the listing cannot go on.
 
     ``None`` when the listing really ended (``current >= total``, or no ``next_page`` and no
     ``total`` beyond ``current``; without ``current``, the pages read so far stand for it).
-    Raises `_TruncatedError` when it did not but cannot go on: a refused link, a link followed
-    before, a page number answered before, or an empty page that claims more. `endpoint` is
-    the full URL of the list on the base URL; `seen` is updated, and counts `page` as read.
+    A `_Stop` when it did not but cannot go on: a refused link, a link followed before, a page
+    number answered before, or an empty page that claims more. `endpoint` is the full URL of
+    the list on the base URL; `seen` is updated, and counts `page` as read.
     """
     if _ended(page, seen):
         return None
     if not page.items:
-        raise _TruncatedError("empty_page", "an empty page claimed more pages after it")
+        return _Stop("empty_page", "an empty page claimed more pages after it")
     if page.next_page is not None:
         link = resolve_link(page.next_page, endpoint)
         if link is None:
             # Following it would send the bearer token to whoever the link names. Nor is the
             # link quoted: a hostile server may have put anything in it.
-            raise _TruncatedError(
+            return _Stop(
                 "refused_link", "pages.next_page is not below the list's path on the base URL"
             )
         key = _link_key(link)
         if key in seen.links:
-            raise _TruncatedError("link_loop", "pages.next_page points at a page read before")
+            return _Stop("link_loop", "pages.next_page points at a page read before")
         seen.links.add(key)
         return None, link
     # Not ended and no link, so a total is beyond the current page: ask for the next number.
     following = _current(page, seen) + 1
     if following in seen.pages:
-        raise _TruncatedError("repeated_page", f"page {following} came before")
+        return _Stop("repeated_page", f"page {following} came before")
     return following, None
 
 
@@ -451,26 +457,25 @@ class Members(Calls):
         yielded = 0
         while True:
             page = await self._call(operation)
-            try:
-                fresh = fresh_items(page, seen=seen)
-            except _TruncatedError as stop:
-                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
+            fresh, stop = fresh_items(page, seen=seen)
+            step = next_step(page, endpoint=endpoint, seen=seen) if stop is None else None
+            # The page may carry a hostile link: gone before anything is yielded or raised, it
+            # is in no traceback's locals (nor is the refused link anywhere else).
+            del page
             for item in fresh:
                 yield item
                 yielded += 1
-            try:
-                step = next_step(page, endpoint=endpoint, seen=seen)
-            except _TruncatedError as stop:
-                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
+            if isinstance(step, _Stop):
+                stop, step = step, None
+            if stop is not None:
+                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read)
             if step is None:
                 return
             number, link = step
             operation = list_operation(path, read, page=number, url=link)
 
 
-def _pagination_error(
-    path: str, stop: _TruncatedError, *, yielded: int, pages: int
-) -> PaginationError:
+def _pagination_error(path: str, stop: _Stop, *, yielded: int, pages: int) -> PaginationError:
     read = f"{_count(yielded, 'item')} on {_count(pages, 'page')}"
     logger.warning("stopped listing %s after %s: %s", path, read, stop.detail)
     return PaginationError(

@@ -201,8 +201,8 @@ def reachable_text(error: BaseException) -> str:
         elif isinstance(value, list | tuple | set | frozenset):
             for item in value:
                 walk(item, depth + 1)
-        elif attrs.has(type(value)):
-            for field in attrs.fields(type(value)):
+        elif attrs.has(kind := type(value)):
+            for field in attrs.fields(kind):
                 walk(getattr(value, field.name, None), depth + 1)
 
     walk(error, 0)

@@ -30,7 +30,7 @@ from cronofy_async import (
 from cronofy_async._members import (
     Page,
     _Seen,
-    _TruncatedError,
+    _Stop,
     next_step,
     resolve_link,
     structure_member,
@@ -654,11 +654,10 @@ async def test_a_listing_that_never_ends_stops_at_the_page_cap(
 
 def test_next_step_when_the_next_number_was_already_answered() -> None:
     seen = _Seen(pages={3})
-    with pytest.raises(_TruncatedError) as info:
-        next_step(
-            Page(items=(1,), current=2, total=5, keys=("a",)), endpoint=MEMBERS_URL, seen=seen
-        )
-    assert info.value.reason == "repeated_page"
+    step = next_step(
+        Page(items=(1,), current=2, total=5, keys=("a",)), endpoint=MEMBERS_URL, seen=seen
+    )
+    assert step == _Stop("repeated_page", "page 3 came before")
 
 
 @pytest.mark.parametrize(
