@@ -632,8 +632,26 @@ async def test_a_page_number_going_back_raises(
     )
     route = mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(answers))
     subs, error = await collect(api)
-    assert (subs, error.reason, error.yielded) == (["acc_1", "acc_2"], "repeated_page", 2)
+    # acc_3 came on the repeated page, but was never listed before: it is yielded, then the
+    # listing stops, since what comes after page 2 was never read.
+    assert (subs, error.reason, error.yielded) == (["acc_1", "acc_2", "acc_3"], "repeated_page", 3)
     assert route.call_count == 3
+
+
+async def test_new_items_on_a_repeated_page_are_yielded_before_it_raises(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # It ignores page= and answers page 1 again, after a member joined: acc_0 moved it along.
+    answers = iter(
+        [
+            page(["acc_1", "acc_2"], current=1, total=2),
+            page(["acc_0", "acc_1"], current=1, total=2),
+        ]
+    )
+    route = mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(answers))
+    subs, error = await collect(api)
+    assert (subs, error.reason, error.pages) == (["acc_1", "acc_2", "acc_0"], "repeated_page", 2)
+    assert route.call_count == 2
 
 
 async def test_a_listing_that_never_ends_stops_at_the_page_cap(
