@@ -354,7 +354,8 @@ def fresh_items(page: Page[T], *, seen: _Seen) -> tuple[list[T], _Stop | None]:
 
     A stop when the page comes again (its number was answered before, or every one of its
     items was yielded already) and it is not the last page: a server that serves the same
-    page forever would otherwise loop the client forever. An item is never yielded twice.
+    page forever would otherwise loop the client forever. The fresh items of such a page are
+    still returned, to be yielded before the stop; an item is never yielded twice.
     """
     seen.read += 1
     if seen.read > MAX_PAGES:
@@ -370,7 +371,7 @@ def fresh_items(page: Page[T], *, seen: _Seen) -> tuple[list[T], _Stop | None]:
         return fresh, None
     if page.current is not None:
         if page.current in seen.pages:
-            return [], _Stop("repeated_page", f"page {page.current} came twice")
+            return fresh, _Stop("repeated_page", f"page {page.current} came twice")
         seen.pages.add(page.current)
     if page.items and not fresh:
         return fresh, _Stop(
