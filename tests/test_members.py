@@ -335,6 +335,17 @@ REFUSED_LINKS = [
     "/v1/organizational_unit_members/pages\\..\\..\\x",
     "/v1/organizational_unit_members//pages/abc",
     "/v1/organizational_unit_members/",
+    # A server that strips ;parameters (Tomcat, Spring) reads these as dot or empty segments.
+    "/v1/organizational_unit_members/..;x/scheduler_requests",
+    "/v1/organizational_unit_members/pages/..;x/..;x/scheduler_requests",
+    "/v1/organizational_unit_members/%2e%2e;x/scheduler_requests",
+    "/v1/organizational_unit_members/..%3Bx/scheduler_requests",
+    "/v1/organizational_unit_members/.;x/pages/abc",
+    "/v1/organizational_unit_members/.%3b/pages/abc",
+    "/v1/organizational_unit_members/;x/pages/abc",
+    "/v1/organizational_unit_members/pages/;/abc",
+    "/v1/organizational_unit_members/pages/abc/;x",
+    "/v1/organizational_unit_members/pages/abc//",
     "pages/abc",  # relative to /v1/: /v1/pages/abc, outside the list
     "https://api.cronofy.com.evil.example/v1/organizational_unit_members/pages/abc",
     "https://api.cronofy.com@evil.example/v1/organizational_unit_members/pages/abc",
@@ -687,6 +698,10 @@ def test_next_step_when_the_next_number_was_already_answered() -> None:
         (f"{MEMBERS_URL}/pages/08a07b034306679e", f"{MEMBERS_URL}/pages/08a07b034306679e"),
         ("/v1/organizational_unit_members/pages/abc", f"{MEMBERS_URL}/pages/abc"),
         (f"{MEMBERS_URL}/pages/abc?x=1", f"{MEMBERS_URL}/pages/abc?x=1"),
+        # A ;parameter after a real segment is the server's business; so is a trailing slash.
+        (f"{MEMBERS_URL}/pages/abc;v=1", f"{MEMBERS_URL}/pages/abc;v=1"),
+        (f"{MEMBERS_URL}/pages/abc/", f"{MEMBERS_URL}/pages/abc/"),
+        (f"{MEMBERS_URL}/pages/%2e%2ex", f"{MEMBERS_URL}/pages/%2e%2ex"),
         # A fragment is the client's own: never part of what is fetched or compared.
         (f"{MEMBERS_URL}/pages/abc#x", f"{MEMBERS_URL}/pages/abc"),
         ("?page=2#top", f"{MEMBERS_URL}?page=2"),
