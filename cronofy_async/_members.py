@@ -271,13 +271,22 @@ def _raw_path(url: httpx.URL) -> bytes:
 
 
 def _below(path: bytes, parent: bytes) -> bool:
-    """Whether `path` is `parent` + ``/`` + segments, none of which can climb or split."""
+    """
+    Whether `path` is `parent` + ``/`` + segments, none of which can climb or split.
+
+    A segment is refused when, decoded, it holds a ``/`` or backslash, or its part before any
+    ``;`` is empty, ``.`` or ``..``: servers that strip ``;parameters`` (Tomcat, Spring) read
+    ``..;x`` as ``..``. One trailing slash after a segment is allowed (``/pages/<token>/``).
+    """
     prefix = parent.rstrip(b"/") + b"/"
     if not path.startswith(prefix):
         return False
-    for segment in path[len(prefix) :].split(b"/"):
+    segments = path[len(prefix) :].split(b"/")
+    if len(segments) > 1 and segments[-1] == b"":
+        segments.pop()
+    for segment in segments:
         decoded = urllib.parse.unquote_to_bytes(segment)
-        if decoded in (b"", b".", b"..") or b"/" in decoded or b"\\" in decoded:
+        if decoded.partition(b";")[0] in (b"", b".", b"..") or b"/" in decoded or b"\\" in decoded:
             return False
     return True
 
