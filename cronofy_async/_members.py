@@ -260,7 +260,10 @@ def resolve_link(link: str, endpoint: str) -> str | None:
             and target.port == here.port
             and target.userinfo == here.userinfo
         )
-        below = target.path == here.path or _below(_raw_path(target), _raw_path(here))
+        # Raw both ways: the raw path is what is sent, and /v1%2F... decodes to /v1/... but
+        # may be routed elsewhere.
+        path, parent = _raw_path(target), _raw_path(here)
+        below = path == parent or _below(path, parent)
     except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError is a ValueError
         return None
     return str(target) if same_origin and below else None
