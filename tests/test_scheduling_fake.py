@@ -365,6 +365,41 @@ async def test_a_page_link_lives_page_link_ttl_seconds(monkeypatch: pytest.Monke
         assert (await client.get(link, headers=AUTH)).status_code == 404
 
 
+async def test_expired_page_links_are_forgotten_as_new_ones_are_given_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("cronofy_async.testing._fake_scheduling._now", lambda: now[0])
+    fake = FakeCronofy(members=MEMBERS, page_size=1, page_link_ttl=30, rate_limit=None)
+    async with fake.client() as client:
+        for _ in range(3):
+            await client.get("/v1/organizational_unit_members", headers=AUTH)
+        now[0] += 30
+        await client.get("/v1/organizational_unit_members", headers=AUTH)
+    # The three that expired were dropped when the fourth was given out: one link is kept.
+    assert fake.expire_page_links() == 1
+
+
+async def test_the_oldest_page_link_is_dropped_past_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # However many listings start within the TTL, the fake keeps a bounded number of links.
+    monkeypatch.setattr("cronofy_async.testing._fake_scheduling._MAX_PAGE_LINKS", 3, raising=False)
+    fake = FakeCronofy(members=MEMBERS, page_size=1, rate_limit=None)
+    async with fake.client() as client:
+        links = [
+            (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()["pages"][
+                "next_page"
+            ]
+            for _ in range(4)
+        ]
+        answers = [(await client.get(link, headers=AUTH)).status_code for link in links]
+    # The first, the oldest, made room for the fourth. Each page 2 gives out a link to page 3,
+    # which drops the oldest of the rest: one already followed.
+    assert answers == [404, 200, 200, 200]
+    assert fake.expire_page_links() == 3
+
+
 async def test_a_listing_whose_link_expired_is_a_not_found_error(fake: FakeCronofy) -> None:
     async with api_for(fake) as api:
         seen = []
