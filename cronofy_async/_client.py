@@ -292,6 +292,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         data_center: where the account lives: a `DataCenter`, its two-letter id, host name or
             URL; defaults to ``CRONOFY_DATA_CENTER``, else ``us``.
         base_url: send to this URL instead (a proxy, a test server); overrides `data_center`.
+            An absolute http or https URL, with a path or not, but no query or fragment.
         http_client: an ``httpx.AsyncClient`` to send through. The library never closes a client
             it did not open; by default it opens (and closes) its own.
         timeout: applies to every request of this object, whichever client sends it.

@@ -53,7 +53,7 @@ class DataCenter(enum.StrEnum):
 
 
 def normalize_base_url(value: str) -> str:
-    """Check a ``base_url=`` override and return it without a trailing slash."""
+    """Check a ``base_url=`` override (absolute, http or https, no query or fragment), unslashed."""
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -63,4 +63,13 @@ def normalize_base_url(value: str) -> str:
             f"base_url {value!r} must be an absolute http:// or https:// URL, "
             "such as 'http://127.0.0.1:8000'"
         )
-    return str(url).rstrip("/")
+    text = str(url)
+    # Every path is appended to it: after a ? or # it would be query or fragment, and the
+    # whole host "below" a list's path, which a next_page link is allowed to reach. httpx
+    # keeps a bare ? or # in its str, so the text is what tells.
+    if "?" in text or "#" in text:
+        raise ConfigurationError(
+            f"base_url {value!r} must not have a query string or fragment: paths are appended "
+            "to it, such as 'https://proxy.example/cronofy'"
+        )
+    return text.rstrip("/")

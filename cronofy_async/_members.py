@@ -19,6 +19,8 @@ until ``current >= total``. The decisions are pure functions (`resolve_link`, `f
 from __future__ import annotations
 
 import logging
+import re
+import string
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from types import MappingProxyType
@@ -238,10 +240,11 @@ def resolve_link(link: str, endpoint: str) -> str | None:
     `link` as a full URL if it is `endpoint` (a full URL), or a path below it, on its origin.
 
     Cronofy's ``next_page`` is the list's own path with ``/pages/<token>`` below it. Any
-    query string is kept. ``None`` for anything else: another scheme, host, port or user,
-    a path outside the list's (``..`` segments are resolved first, and an encoded ``.``,
-    ``..``, ``/`` or backslash in a segment is refused rather than guessed at), or no URL at
-    all::
+    query string is kept; a fragment is dropped (it never reaches the server, so two links
+    apart only by one are the same page). ``None`` for anything else: another scheme, host,
+    port or user, a path outside the list's (``..`` segments are resolved first, and an
+    encoded ``.``, ``..``, ``/`` or backslash in a segment is refused rather than guessed at),
+    or no URL at all::
 
         >>> resolve_link("/v1/members/pages/08a07b03", "https://api.cronofy.com/v1/members")
         'https://api.cronofy.com/v1/members/pages/08a07b03'
@@ -249,7 +252,7 @@ def resolve_link(link: str, endpoint: str) -> str | None:
     """
     try:
         here = httpx.URL(endpoint)
-        target = here.join(link)
+        target = here.join(link).copy_with(fragment=None)
         # Raw, not decoded: decoding a hostile host name (IDNA) can itself raise.
         same_origin = (
             target.scheme == here.scheme
@@ -257,7 +260,10 @@ def resolve_link(link: str, endpoint: str) -> str | None:
             and target.port == here.port
             and target.userinfo == here.userinfo
         )
-        below = target.path == here.path or _below(_raw_path(target), _raw_path(here))
+        # Raw both ways: the raw path is what is sent, and /v1%2F... decodes to /v1/... but
+        # may be routed elsewhere.
+        path, parent = _raw_path(target), _raw_path(here)
+        below = path == parent or _below(path, parent)
     except (httpx.InvalidURL, TypeError, ValueError):  # UnicodeError is a ValueError
         return None
     return str(target) if same_origin and below else None
@@ -268,13 +274,22 @@ def _raw_path(url: httpx.URL) -> bytes:
 
 
 def _below(path: bytes, parent: bytes) -> bool:
-    """Whether `path` is `parent` + ``/`` + segments, none of which can climb or split."""
+    """
+    Whether `path` is `parent` + ``/`` + segments, none of which can climb or split.
+
+    A segment is refused when, decoded, it holds a ``/`` or backslash, or its part before any
+    ``;`` is empty, ``.`` or ``..``: servers that strip ``;parameters`` (Tomcat, Spring) read
+    ``..;x`` as ``..``. One trailing slash after a segment is allowed (``/pages/<token>/``).
+    """
     prefix = parent.rstrip(b"/") + b"/"
     if not path.startswith(prefix):
         return False
-    for segment in path[len(prefix) :].split(b"/"):
+    segments = path[len(prefix) :].split(b"/")
+    if len(segments) > 1 and segments[-1] == b"":
+        segments.pop()
+    for segment in segments:
         decoded = urllib.parse.unquote_to_bytes(segment)
-        if decoded in (b"", b".", b"..") or b"/" in decoded or b"\\" in decoded:
+        if decoded.partition(b";")[0] in (b"", b".", b"..") or b"/" in decoded or b"\\" in decoded:
             return False
     return True
 
@@ -283,13 +298,42 @@ MAX_PAGES: Final = 10_000
 """The most pages one listing reads: a server that never ends a list cannot hold a caller."""
 
 
-class _TruncatedError(Exception):
-    """Why a listing cannot go on (before its last page): a `PaginationError`'s reason."""
+_ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+
+def _link_key(link: str) -> str:
+    """
+    `link` spelled as every equivalent of it is (RFC 3986, 6.2.2), to notice a link come again.
+
+    An escaped unreserved character is decoded and any other escape upper-cased: the server
+    reads ``/pages/%74`` as ``/pages/t``, so a loop spelled both ways is still a loop. The key
+    is only compared; what is followed is the link as sent.
+    """
+
+    def spell(escape: re.Match[str]) -> str:
+        char = chr(int(escape.group(1), 16))
+        return char if char in _UNRESERVED else escape.group(0).upper()
+
+    return _ESCAPE.sub(spell, link)
+
+
+@attrs.frozen
+class _Stop:
+    """
+    Why a listing cannot go on before its last page: a `PaginationError`'s reason and detail.
+
+    A value, not an exception: one raised and caught would hold, in its traceback, the frames
+    that read the page, and so the link a hostile server put in it, for anything that chains
+    or prints it.
+    """
+
+    reason: str
+    detail: str
+
+
+Step = tuple[int | None, str | None]
+"""Where the next page is: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``."""
 
 
 @attrs.define
@@ -298,73 +342,87 @@ class _Seen:
 
     pages: set[int] = attrs.Factory(set)
     links: set[str] = attrs.Factory(set)
+    """Every link followed (and the list's own URL), as `_link_key` spells it."""
     keys: set[Hashable] = attrs.Factory(set)
     read: int = 0
     """How many pages were read."""
 
 
-def fresh_items(page: Page[T], *, seen: _Seen) -> list[T]:
-    """
-    The items of `page` not yielded before (recorded in `seen`), in order.
+def _current(page: Page[Any], seen: _Seen) -> int:
+    """`page`'s number: ``pages.current``, or else how many pages were read, `page` included."""
+    return seen.read if page.current is None else page.current
 
-    Raises `_TruncatedError` when the page comes again: its number was answered before, or every
-    one of its items was yielded already. A server that serves the same page forever would
-    otherwise loop the client forever; an item is never yielded twice.
+
+def _ended(page: Page[Any], seen: _Seen) -> bool:
+    """Whether the server says the list ends with `page`: nothing after it is left unread."""
+    if page.total is not None:
+        return _current(page, seen) >= page.total
+    return page.next_page is None
+
+
+def fresh_items(page: Page[T], *, seen: _Seen) -> tuple[list[T], _Stop | None]:
+    """
+    The items of `page` not yielded before (recorded in `seen`), in order, and any `_Stop`.
+
+    A stop when the page comes again (its number was answered before, or every one of its
+    items was yielded already) and it is not the last page: a server that serves the same
+    page forever would otherwise loop the client forever. The fresh items of such a page are
+    still returned, to be yielded before the stop; an item is never yielded twice.
     """
     seen.read += 1
     if seen.read > MAX_PAGES:
-        raise _TruncatedError("too_many_pages", f"more than {MAX_PAGES} pages")
-    if page.current is not None:
-        if page.current in seen.pages:
-            raise _TruncatedError("repeated_page", f"page {page.current} came twice")
-        seen.pages.add(page.current)
+        return [], _Stop("too_many_pages", f"more than {MAX_PAGES} pages")
     fresh = []
     for item, key in zip(page.items, page.keys, strict=True):
         if key not in seen.keys:
             seen.keys.add(key)
             fresh.append(item)
+    if _ended(page, seen):
+        # A list that shifted while it was read may end on items listed before, or on a
+        # number it used before: nothing is missing once the server says it is over.
+        return fresh, None
+    if page.current is not None:
+        if page.current in seen.pages:
+            return fresh, _Stop("repeated_page", f"page {page.current} came twice")
+        seen.pages.add(page.current)
     if page.items and not fresh:
-        raise _TruncatedError(
+        return fresh, _Stop(
             "repeated_page", "a page came again: every item on it was listed before"
         )
-    return fresh
+    return fresh, None
 
 
-def next_step(
-    page: Page[Any], *, endpoint: str, seen: _Seen
-) -> tuple[int | None, str | None] | None:
+def next_step(page: Page[Any], *, endpoint: str, seen: _Seen) -> Step | _Stop | None:
     """
-    Where to go after `page`: ``(None, url)`` for a link, ``(n, None)`` for ``page=n``.
+    Where to go after `page`: a `Step`, or a `_Stop` when the listing cannot go on.
 
     ``None`` when the listing really ended (``current >= total``, or no ``next_page`` and no
-    ``total`` beyond ``current``). Raises `_TruncatedError` when it did not but cannot go on: a
-    refused link, a link followed before, a page number answered before, or an empty page
-    that claims more. `endpoint` is the full URL of the list on the base URL; `seen` is
-    updated.
+    ``total`` beyond ``current``; without ``current``, the pages read so far stand for it).
+    A `_Stop` when it did not but cannot go on: a refused link, a link followed before, a page
+    number answered before, or an empty page that claims more. `endpoint` is the full URL of
+    the list on the base URL; `seen` is updated, and counts `page` as read.
     """
-    following: int | None = None
-    if page.current is not None and page.total is not None:
-        if page.current >= page.total:
-            return None
-        following = page.current + 1
-    if page.next_page is None and following is None:
+    if _ended(page, seen):
         return None
     if not page.items:
-        raise _TruncatedError("empty_page", "an empty page claimed more pages after it")
+        return _Stop("empty_page", "an empty page claimed more pages after it")
     if page.next_page is not None:
         link = resolve_link(page.next_page, endpoint)
         if link is None:
             # Following it would send the bearer token to whoever the link names. Nor is the
             # link quoted: a hostile server may have put anything in it.
-            raise _TruncatedError(
+            return _Stop(
                 "refused_link", "pages.next_page is not below the list's path on the base URL"
             )
-        if link in seen.links:
-            raise _TruncatedError("link_loop", "pages.next_page points at a page read before")
-        seen.links.add(link)
+        key = _link_key(link)
+        if key in seen.links:
+            return _Stop("link_loop", "pages.next_page points at a page read before")
+        seen.links.add(key)
         return None, link
+    # Not ended and no link, so a total is beyond the current page: ask for the next number.
+    following = _current(page, seen) + 1
     if following in seen.pages:
-        raise _TruncatedError("repeated_page", f"page {following} came before")
+        return _Stop("repeated_page", f"page {following} came before")
     return following, None
 
 
@@ -407,31 +465,30 @@ class Members(Calls):
         read: Callable[[bytes, Callable[[], httpx.Response], ClientSecret | None], Page[T]],
     ) -> AsyncIterator[T]:
         endpoint = self._base_url + path
-        seen = _Seen(links={endpoint})  # a link back to the first page is a loop too
+        seen = _Seen(links={_link_key(endpoint)})  # a link back to the first page is a loop too
         operation = list_operation(path, read)
         yielded = 0
         while True:
             page = await self._call(operation)
-            try:
-                fresh = fresh_items(page, seen=seen)
-            except _TruncatedError as stop:
-                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
+            fresh, stop = fresh_items(page, seen=seen)
+            step = next_step(page, endpoint=endpoint, seen=seen) if stop is None else None
+            # The page may carry a hostile link: gone before anything is yielded or raised, it
+            # is in no traceback's locals (nor is the refused link anywhere else).
+            del page
             for item in fresh:
                 yield item
                 yielded += 1
-            try:
-                step = next_step(page, endpoint=endpoint, seen=seen)
-            except _TruncatedError as stop:
-                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read) from None
+            if isinstance(step, _Stop):
+                stop, step = step, None
+            if stop is not None:
+                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read)
             if step is None:
                 return
             number, link = step
             operation = list_operation(path, read, page=number, url=link)
 
 
-def _pagination_error(
-    path: str, stop: _TruncatedError, *, yielded: int, pages: int
-) -> PaginationError:
+def _pagination_error(path: str, stop: _Stop, *, yielded: int, pages: int) -> PaginationError:
     read = f"{_count(yielded, 'item')} on {_count(pages, 'page')}"
     logger.warning("stopped listing %s after %s: %s", path, read, stop.detail)
     return PaginationError(

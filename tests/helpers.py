@@ -1,10 +1,12 @@
-"""Test helpers: virtual time for retries, pauses and pacing."""
+"""Test helpers: virtual time for retries, pauses and pacing; what an error lets be seen."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+import attrs
 
 from cronofy_async import AsyncSchedulerAPI
 from cronofy_async._ratelimit import PauseGate, SlidingWindowLimiter
@@ -158,3 +160,50 @@ class HeldServer:
 
     def release(self) -> None:
         self.released.set()
+
+
+def reachable_text(error: BaseException) -> str:
+    """
+    Every string a traceback printer, a debugger or an error tracker could show from `error`.
+
+    Its message and arguments, the errors chained to it (``__context__``, ``__cause__``) and
+    the locals of every frame in their tracebacks, walked into containers and attrs classes:
+    what a hostile server sent must not be anywhere in it.
+    """
+    found: list[str] = []
+    visited: set[int] = set()
+
+    def walk(value: object, depth: int) -> None:
+        if depth > 8 or id(value) in visited:
+            return
+        visited.add(id(value))
+        if isinstance(value, str):
+            found.append(value)
+            return
+        if isinstance(value, bytes | bytearray):
+            found.append(bytes(value).decode("latin-1"))
+            return
+        try:
+            found.append(repr(value))
+        except Exception as exc:  # a repr that fails shows nothing
+            found.append(f"<repr failed: {type(exc).__name__}>")
+        if isinstance(value, BaseException):
+            for linked in (value.args, value.__context__, value.__cause__):
+                walk(linked, depth + 1)
+            tb = value.__traceback__
+            while tb is not None:
+                walk(dict(tb.tb_frame.f_locals), depth + 1)
+                tb = tb.tb_next
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key, depth + 1)
+                walk(item, depth + 1)
+        elif isinstance(value, list | tuple | set | frozenset):
+            for item in value:
+                walk(item, depth + 1)
+        elif attrs.has(kind := type(value)):
+            for field in attrs.fields(kind):
+                walk(getattr(value, field.name, None), depth + 1)
+
+    walk(error, 0)
+    return "\n".join(found)

@@ -420,6 +420,7 @@ async def test_the_data_center_is_part_of_the_key_and_the_base_url_is_not(
         (["--data-center", "mars"], "unknown Cronofy data center 'mars'"),
         (["--per-second", "0"], "per_second"),
         (["--base-url", "ftp://x"], "must be an absolute http:// or https:// URL"),
+        (["--base-url", "http://127.0.0.1:9/?x=1"], "must not have a query string or fragment"),
     ],
 )
 async def test_bad_options_are_refused_in_one_line(

@@ -287,6 +287,26 @@ async def test_members_cut_short_by_a_foreign_link_fail_after_printing_what_came
     assert "evil" not in err
 
 
+async def test_members_print_new_members_of_a_repeated_page_then_fail(
+    fake: FakeCronofy, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every page says it is page 1: the second page's member is new, so it is printed, and
+    # the listing then fails instead of ending as if complete.
+    serve_page = fake._list_members
+
+    def always_page_one(request: Any) -> Any:
+        key, status, body = serve_page(request)
+        body["pages"]["current"] = 1
+        return key, status, body
+
+    monkeypatch.setattr(fake, "_list_members", always_page_one)
+    status, out, err = await cli(run_members, "members", "--json", "--base-url", base_url)
+    assert status == 1
+    assert [json.loads(line)["sub"] for line in out.splitlines()] == ["acc_1", "acc_2"]
+    assert "stopped after 2 items on 2 pages" in err
+    assert "page 1 came twice" in err
+
+
 async def test_no_secret_is_a_usage_error(base_url: str) -> None:
     status, _, err = await cli(run_members, "members", "--base-url", base_url, secret=None)
     assert status == 2

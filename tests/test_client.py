@@ -337,6 +337,22 @@ def test_the_secret_cannot_be_pickled_or_printed() -> None:
         pickle.dumps(secret)
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://proxy.example/cronofy?tenant=1",
+        "https://proxy.example?",
+        "https://proxy.example/cronofy#frag",
+        "https://proxy.example/#",
+    ],
+)
+def test_a_base_url_with_a_query_or_fragment_is_refused(base_url: str) -> None:
+    # Paths are appended to it: after a ? or # they would land in the query or fragment, and
+    # every path on the host would be "below" the list's, where a next_page may lead.
+    with pytest.raises(ConfigurationError, match=r"base_url .* query string or fragment"):
+        AsyncSchedulerAPI(client_secret=SECRET, base_url=base_url)
+
+
 def test_an_unparseable_base_url() -> None:
     with pytest.raises(ConfigurationError, match="not a valid URL"):
         AsyncSchedulerAPI(client_secret=SECRET, base_url="http://[::1")

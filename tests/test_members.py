@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ from cronofy_async import (
 from cronofy_async._members import (
     Page,
     _Seen,
-    _TruncatedError,
+    _Stop,
     next_step,
     resolve_link,
     structure_member,
@@ -37,7 +38,7 @@ from cronofy_async._members import (
 from cronofy_async._scheduling_models import ModelError
 
 from .conftest import SECRET
-from .helpers import FakeClock
+from .helpers import FakeClock, reachable_text
 
 BASE = "https://api.cronofy.com"
 MEMBERS_URL = f"{BASE}/v1/organizational_unit_members"
@@ -244,6 +245,34 @@ async def test_without_links_pages_are_asked_for_by_number(
     ]
 
 
+async def test_a_total_without_current_counts_the_pages_read(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # No current and no link: the pages read so far stand for current, so a total beyond them
+    # asks for the next number, as when a link is missing.
+    def respond(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        return page([f"acc_{number}"], total=3)
+
+    route = mock.get(MEMBERS_URL).mock(side_effect=respond)
+    assert await subs_of(api) == ["acc_1", "acc_2", "acc_3"]
+    assert [str(c.request.url) for c in route.calls] == [
+        MEMBERS_URL,
+        f"{MEMBERS_URL}?page=2",
+        f"{MEMBERS_URL}?page=3",
+    ]
+
+
+async def test_a_total_without_current_never_ends_silently_early(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # It claims 5 pages, sends neither current nor a link, and ignores page=.
+    route = mock.get(MEMBERS_URL).mock(return_value=page(["acc_1"], total=5))
+    subs, error = await collect(api)
+    assert (subs, error.reason, error.pages) == (["acc_1"], "repeated_page", 2)
+    assert route.call_count == 2
+
+
 async def test_no_pages_object_means_one_page(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
@@ -260,7 +289,6 @@ async def test_no_pages_object_means_one_page(
         ({"current": 2, "total": 2, "next_page": f"{MEMBERS_URL}/pages/more"}, 1),
         ({"current": 3, "total": 2}, 1),
         ({"current": 1}, 1),
-        ({"total": 5}, 1),
         ({}, 1),
     ],
 )
@@ -307,6 +335,20 @@ REFUSED_LINKS = [
     "/v1/organizational_unit_members/pages\\..\\..\\x",
     "/v1/organizational_unit_members//pages/abc",
     "/v1/organizational_unit_members/",
+    # A server that strips ;parameters (Tomcat, Spring) reads these as dot or empty segments.
+    "/v1/organizational_unit_members/..;x/scheduler_requests",
+    "/v1/organizational_unit_members/pages/..;x/..;x/scheduler_requests",
+    "/v1/organizational_unit_members/%2e%2e;x/scheduler_requests",
+    "/v1/organizational_unit_members/..%3Bx/scheduler_requests",
+    "/v1/organizational_unit_members/.;x/pages/abc",
+    "/v1/organizational_unit_members/.%3b/pages/abc",
+    "/v1/organizational_unit_members/;x/pages/abc",
+    "/v1/organizational_unit_members/pages/;/abc",
+    "/v1/organizational_unit_members/pages/abc/;x",
+    "/v1/organizational_unit_members/pages/abc//",
+    # The list's path only once decoded: what is sent is the raw path, which may route apart.
+    "/v1%2Forganizational_unit_members?page=2",
+    "/v1/organizational_unit_member%73?page=2",
     "pages/abc",  # relative to /v1/: /v1/pages/abc, outside the list
     "https://api.cronofy.com.evil.example/v1/organizational_unit_members/pages/abc",
     "https://api.cronofy.com@evil.example/v1/organizational_unit_members/pages/abc",
@@ -355,6 +397,42 @@ async def test_a_hostile_link_is_not_logged_nor_raised(
     for text in (caplog.text, str(error), repr(error), repr(error.args)):
         assert SECRET not in text
         assert "evil" not in text
+
+
+HOSTILE = f"https://evil.example/steal/8c1d5e0f?token={SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        ([page(["acc_1"], next_page=HOSTILE)], "refused_link"),
+        ([page([], current=1, total=2, next_page=HOSTILE)], "empty_page"),
+        (
+            [
+                page(["acc_1"], current=1, total=3),
+                page(["acc_1"], current=1, total=3, next_page=HOSTILE),
+            ],
+            "repeated_page",
+        ),
+    ],
+)
+async def test_a_hostile_link_is_in_no_traceback_local_nor_chained_error(
+    api: AsyncSchedulerAPI,
+    mock: respx.MockRouter,
+    answers: list[httpx.Response],
+    reason: str,
+) -> None:
+    # A traceback printed with its locals (pytest, Sentry, a debugger) shows every frame's
+    # variables and every chained error: the page that carried the link must be in none.
+    served = iter(answers)
+    mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(served))
+    _, error = await collect(api)
+    assert error.reason == reason
+    assert "_pages" in {f.name for f in traceback.extract_tb(error.__traceback__)}
+    text = reachable_text(error)
+    for secret in (SECRET, "evil.example", "8c1d5e0f"):
+        assert secret not in text
+    assert (error.__context__, error.__cause__) == (None, None)
 
 
 async def test_a_link_back_to_the_first_page_is_a_loop(
@@ -454,6 +532,35 @@ async def test_a_next_page_loop_raises(api: AsyncSchedulerAPI, mock: respx.MockR
     assert route.call_count == 3
 
 
+@pytest.mark.parametrize(
+    "links",
+    [
+        # A fragment never reaches the server: these are one page.
+        [f"{MEMBERS_URL}/pages/t#1", f"{MEMBERS_URL}/pages/t#2"],
+        [f"{MEMBERS_URL}/pages/t", f"{MEMBERS_URL}/pages/t#again"],
+        [f"{MEMBERS_URL}#top"],
+        # Spelled apart only by percent-encoding (RFC 3986, 6.2.2): one page too.
+        [f"{MEMBERS_URL}/pages/t", f"{MEMBERS_URL}/pages/%74"],
+        [f"{MEMBERS_URL}/pages/a%2cb", f"{MEMBERS_URL}/pages/a%2Cb"],
+        [f"{MEMBERS_URL}/pages/t?c=%7a", f"{MEMBERS_URL}/pages/t?c=z"],
+    ],
+)
+async def test_a_loop_through_links_spelled_apart_raises(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter, links: list[str]
+) -> None:
+    # Fresh items every time, so only the links can tell it loops.
+    served = iter(range(100))
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        number = next(served)
+        return page([f"acc_{number}"], next_page=links[number])
+
+    route = mock.route(host="api.cronofy.com").mock(side_effect=respond)
+    subs, error = await collect(api)
+    assert (len(subs), error.reason, route.call_count) == (len(links), "link_loop", len(links))
+    assert not any("#" in str(call.request.url) for call in route.calls)
+
+
 async def test_the_same_items_under_new_links_raise(
     api: AsyncSchedulerAPI, mock: respx.MockRouter
 ) -> None:
@@ -480,6 +587,35 @@ async def test_an_item_on_two_pages_is_yielded_once(
     )
     mock.route(host="api.cronofy.com").mock(side_effect=lambda request: next(answers))
     assert await subs_of(api) == ["acc_1", "acc_2", "acc_3"]
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        {"current": 2, "total": 2},
+        {},  # no link and no total: the end, as a link-only list says it
+        {"current": 1, "total": 1},  # its number came before, but it says the list is over
+    ],
+)
+async def test_a_last_page_of_items_listed_before_ends_quietly(
+    api: AsyncSchedulerAPI,
+    mock: respx.MockRouter,
+    last: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A list that shifted while it was read: its last page holds only members already listed.
+    # The server says the list is over, so nothing was left unread.
+    answers = iter(
+        [
+            page(["acc_1", "acc_2"], current=1, total=2, next_page=f"{MEMBERS_URL}/pages/t"),
+            page(["acc_2"], **last),
+        ]
+    )
+    route = mock.route(host="api.cronofy.com").mock(side_effect=lambda request: next(answers))
+    with caplog.at_level(logging.WARNING, logger="cronofy_async"):
+        assert await subs_of(api) == ["acc_1", "acc_2"]
+    assert route.call_count == 2
+    assert not caplog.records
 
 
 async def test_an_empty_page_that_claims_more_raises(
@@ -510,8 +646,26 @@ async def test_a_page_number_going_back_raises(
     )
     route = mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(answers))
     subs, error = await collect(api)
-    assert (subs, error.reason, error.yielded) == (["acc_1", "acc_2"], "repeated_page", 2)
+    # acc_3 came on the repeated page, but was never listed before: it is yielded, then the
+    # listing stops, since what comes after page 2 was never read.
+    assert (subs, error.reason, error.yielded) == (["acc_1", "acc_2", "acc_3"], "repeated_page", 3)
     assert route.call_count == 3
+
+
+async def test_new_items_on_a_repeated_page_are_yielded_before_it_raises(
+    api: AsyncSchedulerAPI, mock: respx.MockRouter
+) -> None:
+    # It ignores page= and answers page 1 again, after a member joined: acc_0 moved it along.
+    answers = iter(
+        [
+            page(["acc_1", "acc_2"], current=1, total=2),
+            page(["acc_0", "acc_1"], current=1, total=2),
+        ]
+    )
+    route = mock.get(MEMBERS_URL).mock(side_effect=lambda request: next(answers))
+    subs, error = await collect(api)
+    assert (subs, error.reason, error.pages) == (["acc_1", "acc_2", "acc_0"], "repeated_page", 2)
+    assert route.call_count == 2
 
 
 async def test_a_listing_that_never_ends_stops_at_the_page_cap(
@@ -532,11 +686,10 @@ async def test_a_listing_that_never_ends_stops_at_the_page_cap(
 
 def test_next_step_when_the_next_number_was_already_answered() -> None:
     seen = _Seen(pages={3})
-    with pytest.raises(_TruncatedError) as info:
-        next_step(
-            Page(items=(1,), current=2, total=5, keys=("a",)), endpoint=MEMBERS_URL, seen=seen
-        )
-    assert info.value.reason == "repeated_page"
+    step = next_step(
+        Page(items=(1,), current=2, total=5, keys=("a",)), endpoint=MEMBERS_URL, seen=seen
+    )
+    assert step == _Stop("repeated_page", "page 3 came before")
 
 
 @pytest.mark.parametrize(
@@ -548,6 +701,13 @@ def test_next_step_when_the_next_number_was_already_answered() -> None:
         (f"{MEMBERS_URL}/pages/08a07b034306679e", f"{MEMBERS_URL}/pages/08a07b034306679e"),
         ("/v1/organizational_unit_members/pages/abc", f"{MEMBERS_URL}/pages/abc"),
         (f"{MEMBERS_URL}/pages/abc?x=1", f"{MEMBERS_URL}/pages/abc?x=1"),
+        # A ;parameter after a real segment is the server's business; so is a trailing slash.
+        (f"{MEMBERS_URL}/pages/abc;v=1", f"{MEMBERS_URL}/pages/abc;v=1"),
+        (f"{MEMBERS_URL}/pages/abc/", f"{MEMBERS_URL}/pages/abc/"),
+        (f"{MEMBERS_URL}/pages/%2e%2ex", f"{MEMBERS_URL}/pages/%2e%2ex"),
+        # A fragment is the client's own: never part of what is fetched or compared.
+        (f"{MEMBERS_URL}/pages/abc#x", f"{MEMBERS_URL}/pages/abc"),
+        ("?page=2#top", f"{MEMBERS_URL}?page=2"),
         # Dot segments that stay below the list are resolved, then allowed.
         (f"{MEMBERS_URL}/pages/x/../abc", f"{MEMBERS_URL}/pages/abc"),
         (f"{MEMBERS_URL}/./pages/abc", f"{MEMBERS_URL}/pages/abc"),

@@ -7,8 +7,10 @@ paged, selection rules shown and patched; faults, auth and the rate limit on eve
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -25,6 +27,7 @@ from cronofy_async import (
     HostGroup,
     NewSchedulingRequest,
     NotFoundError,
+    PaginationError,
     RateLimit,
     RateLimitError,
     Recipient,
@@ -34,7 +37,7 @@ from cronofy_async import (
 )
 from cronofy_async.testing import DEFAULT_SECRET, FakeCronofy, Fault
 
-from .helpers import FakeClock, use_clock
+from .helpers import FakeClock, reachable_text, use_clock
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_SECRET}"}
 MEMBERS = {
@@ -365,6 +368,41 @@ async def test_a_page_link_lives_page_link_ttl_seconds(monkeypatch: pytest.Monke
         assert (await client.get(link, headers=AUTH)).status_code == 404
 
 
+async def test_expired_page_links_are_forgotten_as_new_ones_are_given_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("cronofy_async.testing._fake_scheduling._now", lambda: now[0])
+    fake = FakeCronofy(members=MEMBERS, page_size=1, page_link_ttl=30, rate_limit=None)
+    async with fake.client() as client:
+        for _ in range(3):
+            await client.get("/v1/organizational_unit_members", headers=AUTH)
+        now[0] += 30
+        await client.get("/v1/organizational_unit_members", headers=AUTH)
+    # The three that expired were dropped when the fourth was given out: one link is kept.
+    assert fake.expire_page_links() == 1
+
+
+async def test_the_oldest_page_link_is_dropped_past_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # However many listings start within the TTL, the fake keeps a bounded number of links.
+    monkeypatch.setattr("cronofy_async.testing._fake_scheduling._MAX_PAGE_LINKS", 3, raising=False)
+    fake = FakeCronofy(members=MEMBERS, page_size=1, rate_limit=None)
+    async with fake.client() as client:
+        links = [
+            (await client.get("/v1/organizational_unit_members", headers=AUTH)).json()["pages"][
+                "next_page"
+            ]
+            for _ in range(4)
+        ]
+        answers = [(await client.get(link, headers=AUTH)).status_code for link in links]
+    # The first, the oldest, made room for the fourth. Each page 2 gives out a link to page 3,
+    # which drops the oldest of the rest: one already followed.
+    assert answers == [404, 200, 200, 200]
+    assert fake.expire_page_links() == 3
+
+
 async def test_a_listing_whose_link_expired_is_a_not_found_error(fake: FakeCronofy) -> None:
     async with api_for(fake) as api:
         seen = []
@@ -427,6 +465,95 @@ async def test_250_members_over_3_pages_of_real_links_are_each_listed_once(
     assert [(r.sub, r.name) for r in rooms] == list(resources.items())
     assert fake.outcomes["organizational_unit_members"] == 3
     assert fake.outcomes["organizational_unit_resources"] == 3
+
+
+# -- a hostile server's paging, over loopback TCP on both backends -----------------------------
+
+HOSTILE = "https://evil.example/steal/5f0c9a1e"
+
+
+def _fragment_loop(body: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+    # Every link is the first one again, under a new fragment.
+    first = calls[0]["pages"].get("next_page")
+    if "next_page" in body["pages"] and first is not None:
+        body["pages"]["next_page"] = f"{first}#{len(calls)}"
+
+
+def _hostile_link(body: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+    if "next_page" in body["pages"]:
+        body["pages"]["next_page"] = f"{HOSTILE}?token={DEFAULT_SECRET}"
+
+
+def _number_repeats(body: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+    body["pages"]["current"] = 1
+
+
+def _last_page_shifted(body: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+    # The list shifted while it was read: its last page holds a member listed on the first.
+    if "next_page" not in body["pages"]:
+        body["organizational_unit_members"] = calls[0]["organizational_unit_members"]
+
+
+def _total_without_current(body: dict[str, Any], calls: list[dict[str, Any]]) -> None:
+    body["pages"].pop("current")
+    body["pages"].pop("next_page", None)
+
+
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+@pytest.mark.parametrize(
+    ("rewrite", "listed", "reason"),
+    [
+        (_fragment_loop, ["acc_1", "acc_2"], "link_loop"),
+        (_hostile_link, ["acc_1"], "refused_link"),
+        (_number_repeats, ["acc_1", "acc_2"], "repeated_page"),
+        (_last_page_shifted, ["acc_1", "acc_2"], None),
+        (_total_without_current, ["acc_1"], "repeated_page"),
+    ],
+)
+async def test_a_hostile_servers_paging_over_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Literal["httpx", "aiohttp"],
+    rewrite: Callable[[dict[str, Any], list[dict[str, Any]]], None],
+    listed: list[str],
+    reason: str | None,
+) -> None:
+    # The fake's own pages (3 members, 1 a page), rewritten on their way out.
+    fake = FakeCronofy(members=MEMBERS, page_size=1, rate_limit=None)
+    serve_page = fake._list_members
+    calls: list[dict[str, Any]] = []
+
+    def hostile(request: Any) -> Any:
+        key, status, body = serve_page(request)
+        calls.append(copy.deepcopy(body))
+        rewrite(body, calls)
+        return key, status, body
+
+    monkeypatch.setattr(fake, "_list_members", hostile)
+    seen: list[str] = []
+
+    async def listing(api: AsyncSchedulerAPI) -> None:
+        async for member in api.iter_organizational_unit_members():
+            seen.append(member.sub)
+
+    async with fake.serve() as base_url:
+        api = AsyncSchedulerAPI(
+            fake.secret, base_url=base_url, http_backend=backend, rate_limit=None
+        )
+        use_clock(api, FakeClock())
+        async with api:
+            if reason is None:
+                await listing(api)
+            else:
+                with pytest.raises(PaginationError) as info:
+                    await listing(api)
+                error = info.value
+                assert (error.reason, error.yielded) == (reason, len(seen))
+                text = reachable_text(error)
+                for secret in (DEFAULT_SECRET, "evil.example", "5f0c9a1e"):
+                    assert secret not in text
+                assert (error.__context__, error.__cause__) == (None, None)
+    assert seen == listed
+    assert len(seen) == len(set(seen))
 
 
 async def test_page_size_splits_a_listing(fake: FakeCronofy) -> None:

@@ -173,7 +173,7 @@ class FakeCronofy(FakeScheduling):
         page_size: members or resources per page.
         page_link_ttl: seconds each ``next_page`` link works (Cronofy's are opaque tokens,
             ``<list path>/pages/<token>``, and short-lived); `expire_page_links` ends them all
-            at once.
+            at once. At most 10,000 live links are kept: past that, the oldest stops working.
         compress: gzip every answer whose request accepts it (``Accept-Encoding: gzip``), as
             servers and proxies in front of an API often do.
         retry_after: send ``Retry-After`` with each 429. Cronofy does not document one: turn it

@@ -19,6 +19,7 @@ import re
 import secrets
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Final
 
@@ -47,7 +48,8 @@ MEMBER_DOMAIN: Final = "example.com"
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _RULE_PATH = re.compile(r"/v1/scheduler/selection_rules/([^/]+)")
-_PURGE_LINKS_AT: Final = 1024
+_MAX_PAGE_LINKS: Final = 10_000
+"""The most ``next_page`` links kept at once: past it, the oldest stops working first."""
 _now = time.monotonic  # a module global, so a test can move the fake's clock alone
 _PAGE_PATH = re.compile(r"(/v1/organizational_unit_(?:members|resources))/pages/([^/]+)")
 
@@ -279,7 +281,10 @@ class FakeScheduling(FakeNotifications):
         self._resource_list = [(sub, name or sub) for sub, name in _named("resources", resources)]
         self._page_size = _page_size(page_size)
         self._page_link_ttl = _page_link_ttl(page_link_ttl)
-        self._page_links: dict[str, _PageLink] = {}
+        # In the order given out, which is the order they expire in: every link lives as
+        # long. An OrderedDict, since a dict's first item is found by scanning the holes its
+        # deletions left, which makes dropping from the front quadratic.
+        self._page_links: OrderedDict[str, _PageLink] = OrderedDict()
         self.selection_rules = _rules(selection_rules)
         self.scheduling_requests = []
         self._by_id: dict[str, SchedulingEntry] = {}
@@ -550,14 +555,23 @@ class FakeScheduling(FakeNotifications):
         start = (number - 1) * self._page_size
         pages: dict[str, Any] = {"current": number, "total": total}
         if number < total:
-            if len(self._page_links) >= _PURGE_LINKS_AT:
-                # Expired links are forgotten now and then, so a long-lived fake stays small.
-                self._page_links = {t: v for t, v in self._page_links.items() if v.expires > now}
-            token = secrets.token_hex(8)
-            self._page_links[token] = _PageLink(key, number + 1, now + self._page_link_ttl)
+            token = self._give_link(key, number + 1, now)
             list_path = _list_path(request.path)
             pages["next_page"] = f"{request.origin}{list_path}/pages/{token}"
         return key, 200, {key: items[start : start + self._page_size], "pages": pages}
+
+    def _give_link(self, key: str, number: int, now: float) -> str:
+        """A new token for page `number` of list `key`, after forgetting the expired ones."""
+        links = self._page_links
+        # Expired links are at the front: dropping them there stops at the first live one, so
+        # each link is dropped once, however long the fake lives.
+        while links and next(iter(links.values())).expires <= now:
+            links.popitem(last=False)
+        while len(links) >= _MAX_PAGE_LINKS:
+            links.popitem(last=False)
+        token = secrets.token_hex(8)
+        links[token] = _PageLink(key, number, now + self._page_link_ttl)
+        return token
 
     def _list_members(self, request: FakeRequest) -> Answer:
         items = [
