@@ -673,3 +673,48 @@ async def test_http_token_from_the_environment(tmp_path: Path) -> None:
             assert (await raw.post(url, json={})).status_code == 401
         async with _client_with(url, "env-token-0123") as client:
             assert answer(await client.call_tool("list_hosts", {}))["hosts"]
+
+
+async def test_the_bearer_guard_checks_every_request_in_process() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guarded = _mcp.bearer_guard(app, "t0k3n")
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer t0k3"},
+            {"Authorization": "Bearer t0k3n "},
+            {"Authorization": "bearer t0k3n"},
+            {"Authorization": "t0k3n"},
+        ):
+            for method in ("GET", "POST", "DELETE"):
+                refused = await client.request(method, "/mcp", headers=headers)
+                assert refused.status_code == 401
+                assert refused.headers["www-authenticate"].startswith("Bearer")
+        allowed = await client.get("/anything", headers={"Authorization": "Bearer t0k3n"})
+    assert allowed.status_code == 200
+    assert seen == ["/anything"]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"), [(None, "cannot read it"), ("  \n", "the file is empty")]
+)
+def test_an_unusable_token_file_is_refused(
+    content: str | None, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    assert main(["mcp", "--fake", "--http", "8765", "--http-token-file", str(path)]) == 2
+    assert f"--http-token-file: {said}" in capsys.readouterr().err
+
+
+def test_fake_with_a_real_destination_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mcp", "--fake", "--data-center", "uk"]) == 2
+    assert "--fake serves in process" in capsys.readouterr().err
