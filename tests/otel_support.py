@@ -79,6 +79,7 @@ class Telemetry:
                 for item in scope.metrics:
                     if item.name != metric:
                         continue
+                    point: Any
                     for point in item.data.data_points:
                         attributes = dict(point.attributes or {})
                         if hasattr(point, "bucket_counts"):

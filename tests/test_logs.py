@@ -27,7 +27,7 @@ from cronofy_async import (
     PaginationError,
     RetryPolicy,
 )
-from cronofy_async._logs import ENV, console_handler, configure_from_env
+from cronofy_async._logs import ENV, configure_from_env, console_handler
 
 from .conftest import CREATE_URL, SECRET, ok_response, seed_request
 from .helpers import FakeClock, use_clock
@@ -47,7 +47,7 @@ async def test_a_retry_a_429_and_a_pause_are_one_line_each(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="cronofy_async")
     api._shared.retry = RetryPolicy(wait_jitter=0)
-    answers = iter(
+    answers: Iterator[httpx.Response | Exception] = iter(
         [
             httpx.ConnectError("refused"),
             httpx.Response(429, headers={"Retry-After": "2"}, text="BODY-TEXT"),
@@ -56,7 +56,7 @@ async def test_a_retry_a_429_and_a_pause_are_one_line_each(
     )
 
     def respond(request: httpx.Request) -> httpx.Response:
-        answer = next(answers)
+        answer: httpx.Response | Exception = next(answers)
         if isinstance(answer, Exception):
             raise answer
         return answer

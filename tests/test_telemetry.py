@@ -114,12 +114,17 @@ async def test_a_created_call_is_one_internal_span_with_one_client_span_per_atte
     }
     assert http.status.status_code is StatusCode.UNSET
     # The HTTP span is the send alone, within the call's.
-    assert call.start_time is not None and http.start_time is not None
-    assert call.end_time is not None and http.end_time is not None
+    assert call.start_time is not None
+    assert http.start_time is not None
+    assert call.end_time is not None
+    assert http.end_time is not None
     assert call.start_time <= http.start_time <= http.end_time <= call.end_time
 
     attributes = {"cronofy.operation": "create_scheduler_request", "cronofy.data_center": "us"}
-    assert otel.total("cronofy.client.requests", **attributes, **{"http.response.status_code": 200}) == 1
+    assert (
+        otel.total("cronofy.client.requests", **attributes, **{"http.response.status_code": 200})
+        == 1
+    )
     (duration,) = otel.points("cronofy.client.request.duration")
     assert duration.count == 1
     assert duration.attributes == {
@@ -141,9 +146,7 @@ async def test_each_operation_has_its_span(
     body = json.loads(ok_response().content)["scheduler_request"]
     scheduling = {"scheduling_request": {**body, "scheduling_request_id": "sch_1"}}
     mock.post(SCHEDULING_URL).mock(return_value=httpx.Response(200, json=scheduling))
-    mock.post(QUERY_URL).mock(
-        return_value=httpx.Response(200, json={"scheduling_requests": []})
-    )
+    mock.post(QUERY_URL).mock(return_value=httpx.Response(200, json={"scheduling_requests": []}))
     mock.post(CANCEL_URL).mock(return_value=httpx.Response(202))
     api = traced()
     await api.create_scheduling_request(
@@ -192,7 +195,8 @@ async def test_a_retried_connect_error_is_an_event_and_a_resent_attempt(
         "error.type": "httpx.ConnectError",
     }
     first, second = attempts_of(otel, call)
-    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes is not None
+    assert second.attributes is not None
     assert first.attributes["error.type"] == "httpx.ConnectError"
     assert "http.response.status_code" not in first.attributes
     assert "http.request.resend_count" not in first.attributes
@@ -249,11 +253,13 @@ async def test_pacing_is_measured_per_call(
     await api.create_scheduler_request(seed_request())
     await api.create_scheduler_request(seed_request())
     first, second = otel.spans("cronofy.create_scheduler_request")
-    assert first.attributes is not None and second.attributes is not None
+    assert first.attributes is not None
+    assert second.attributes is not None
     assert first.attributes["cronofy.pacing_wait_s"] == 0.0
     assert second.attributes["cronofy.pacing_wait_s"] == pytest.approx(1.0)
     (wait,) = otel.points("cronofy.client.rate_limit.wait")
-    assert (wait.count, wait.value) == (2, pytest.approx(1.0))
+    assert wait.count == 2
+    assert wait.value == pytest.approx(1.0)
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -281,7 +287,9 @@ async def test_an_unknown_outcome_is_on_the_span_and_counted(
 async def test_a_refusal_names_its_status_and_says_nothing_of_the_body(
     otel: Telemetry, traced: Callable[..., AsyncSchedulerAPI], mock: respx.MockRouter
 ) -> None:
-    echo = {"errors": {"recipients": [{"key": "errors.invalid", "description": "doc@evenitron.com"}]}}
+    echo = {
+        "errors": {"recipients": [{"key": "errors.invalid", "description": "doc@evenitron.com"}]}
+    }
     mock.post(CREATE_URL).mock(return_value=httpx.Response(422, json=echo))
     api = traced()
     with pytest.raises(ValidationError):
@@ -371,7 +379,8 @@ async def test_a_keyed_create_answered_from_the_ledger_is_a_span_with_nothing_se
     await api.create_scheduler_request(seed_request(), idempotency_key="doc@evenitron.com")
     assert route.call_count == 1
     sent, replayed = otel.spans("cronofy.create_scheduler_request")
-    assert sent.attributes is not None and replayed.attributes is not None
+    assert sent.attributes is not None
+    assert replayed.attributes is not None
     assert sent.attributes["cronofy.replayed"] is False
     assert len(otel.children(sent)) == 1
     assert replayed.attributes["cronofy.replayed"] is True
@@ -493,9 +502,13 @@ async def test_views_report_their_own_data_center(
 ) -> None:
     mock.post("https://api-uk.cronofy.com/v1/scheduler_requests").mock(return_value=ok_response())
     api = traced()
-    await api.with_data_center("uk").impersonate("acc_1").create_scheduler_request(
-        NewSchedulerRequest(
-            recipients=[Recipient(email="doc@evenitron.com")], event=Event(summary="x")
+    await (
+        api.with_data_center("uk")
+        .impersonate("acc_1")
+        .create_scheduler_request(
+            NewSchedulerRequest(
+                recipients=[Recipient(email="doc@evenitron.com")], event=Event(summary="x")
+            )
         )
     )
     call = otel.span("cronofy.create_scheduler_request")
