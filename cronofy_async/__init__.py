@@ -35,6 +35,7 @@ from ._errors import (
     ValidationError,
 )
 from ._ledger import Ledger, LedgerEntry, LedgerState, MemoryLedger
+from ._logs import configure_from_env
 from ._members import OrganizationalUnitMember, OrganizationalUnitResource
 from ._models import ScheduledRecipient, SchedulerRequest
 from ._payload import MAX_SUMMARY_LENGTH, Event, GroupRule, Host, NewSchedulerRequest, Recipient
@@ -113,3 +114,6 @@ __all__ = [
 
 # Let tracebacks and reprs name the public module, as httpx does.
 publish(globals(), __all__, __name__)
+
+# CRONOFY_LOG=debug|info: a console for those without logging set up.
+configure_from_env()

@@ -45,6 +45,7 @@ from ._models import SchedulerRequest
 
 if TYPE_CHECKING:
     from ._client import AsyncSchedulerAPI
+    from ._otel import BatchTrace
 
 Q = TypeVar("Q")
 """The kind of item a batch creates from (`NewSchedulerRequest`, `NewSchedulingRequest`)."""
@@ -376,6 +377,7 @@ class BatchStream(Generic[Q, M]):
         concurrency: int,
         send: Send[Q, M],
         stops_batch: Callable[[Q, BaseException], bool] | None = None,
+        trace: BatchTrace | None = None,
     ) -> None:
         # How one item is sent: the endpoint's create, or the command line's per-row routing.
         self._send = send
@@ -385,7 +387,9 @@ class BatchStream(Generic[Q, M]):
         self._stops_batch = stops_batch or _stops_batch
         self._requests = requests
         self._concurrency = check_concurrency(concurrency)
-        self._stream = self._run()
+        # Its span and outcome counts, when the API object reports to OpenTelemetry.
+        self._trace = trace
+        self._stream = self._run() if trace is None else self._traced_run(trace)
         self.unfinished: list[BatchResult[Q, M]] = []
         """Items in flight when the stream was closed or cancelled, with their outcomes."""
         self.stopped_by: BaseException | None = None
@@ -589,7 +593,11 @@ class BatchStream(Generic[Q, M]):
                 worker.cancel()
 
     def _start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coroutine)
+        trace = self._trace
+        if trace is None:
+            task = asyncio.ensure_future(coroutine)
+        else:  # each worker in a context of its own, the batch's span current in it
+            task = asyncio.get_running_loop().create_task(coroutine, context=trace.context())
         task.add_done_callback(self._check_task)
         return task
 
@@ -598,6 +606,26 @@ class BatchStream(Generic[Q, M]):
             self._done.put_nowait(_Crash(task.exception() or RuntimeError()))
 
     # -- the results, in the consumer's task --------------------------------------------------
+
+    async def _traced_run(self, trace: BatchTrace) -> AsyncGenerator[BatchResult[Q, M], None]:
+        """`_run` under the batch's span, each item's outcome counted as it is accounted for."""
+        trace.start(self._concurrency)
+        results = self._run()
+        failure: BaseException | None = None
+        try:
+            async for result in results:
+                trace.count(result.outcome)
+                yield result
+        except GeneratorExit:
+            raise  # closed early: not a failure of the batch
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            await results.aclose()  # now, so that `unfinished` is complete before it is counted
+            for result in self.unfinished:
+                trace.count(result.outcome)
+            trace.finish(failure)
 
     async def _run(self) -> AsyncGenerator[BatchResult[Q, M], None]:
         if not self._plain:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import math
 import os
 import random
 import re
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from types import TracebackType
-from typing import Any, Final, Generic, Literal, Protocol, Self, TypeVar
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, Self, TypeVar
 
 import attrs
 import httpx
@@ -35,11 +38,17 @@ from ._response import (
     error_from_response,
     error_from_undecodable,
 )
-from ._retry import NO_RETRY, Attempt, RetryPolicy, run_with_retries
+from ._retry import NO_RETRY, Attempt, Observer, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
 from ._scheduling_requests import SchedulingRequests
 from ._secret import ClientSecret
 from ._selection_rules import SelectionRules
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from ._otel import BatchTrace, CallTrace, Telemetry
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSchedulerAPI"]
 
@@ -62,6 +71,45 @@ SECRET_ENV: Final = "CRONOFY_CLIENT_SECRET"  # noqa: S105 (a variable name, not 
 DATA_CENTER_ENV: Final = "CRONOFY_DATA_CENTER"
 
 _BAD_SECRET_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+_OTEL: list[ModuleType | None] = []
+
+
+def _otel_module() -> ModuleType | None:
+    """`cronofy_async._otel`, imported on first need; ``None`` without OpenTelemetry."""
+    if not _OTEL:
+        try:
+            _OTEL.append(importlib.import_module("cronofy_async._otel"))
+        except ImportError:
+            _OTEL.append(None)
+    return _OTEL[0]
+
+
+def _make_telemetry(
+    tracer_provider: object, meter_provider: object, record_recipients: object
+) -> tuple[Telemetry | None, float]:
+    """The telemetry of providers given, and when to look for global ones (``inf``: never)."""
+    if not isinstance(record_recipients, bool):
+        raise ConfigurationError(
+            f"record_recipients must be True or False, got {record_recipients!r}"
+        )
+    if tracer_provider is None and meter_provider is None:
+        return None, 0.0
+    otel = _otel_module()
+    if otel is None:
+        given = "tracer_provider" if tracer_provider is not None else "meter_provider"
+        raise ConfigurationError(
+            f"{given} needs OpenTelemetry's API, which is not installed: "
+            "pip install 'cronofy-async[otel]'"
+        )
+    otel.check_providers(tracer_provider, meter_provider)
+    telemetry = otel.Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        record_recipients=record_recipients,
+    )
+    return telemetry, math.inf
 
 
 def _load_secret(client_secret: str | None) -> ClientSecret:
@@ -235,6 +283,33 @@ class _Shared:
     """The loop the client's pool belongs to, once one has used it."""
     loop_end: LoopEnd | None = None
     """Closes the library's own client as that loop shuts down."""
+    telemetry: Telemetry | None = None
+    """Where calls are reported (OpenTelemetry), once there is a provider to report to."""
+    next_look: float = 0.0
+    """When to look for a global provider again (``inf``: never, the providers were given)."""
+    record_recipients: bool = False
+
+    def telemetry_now(self) -> Telemetry | None:
+        """
+        The telemetry to report this call to, if any.
+
+        Without a provider given, the application's global ones are looked for at most once
+        every ``_otel.GLOBAL_CHECK_INTERVAL`` seconds, so one set after the first call is
+        picked up; without OpenTelemetry installed, never again.
+        """
+        telemetry = self.telemetry
+        if telemetry is not None:
+            return telemetry
+        now = time.monotonic()
+        if now < self.next_look:
+            return None
+        otel = _otel_module()
+        if otel is None:
+            self.next_look = math.inf
+            return None
+        self.next_look = now + otel.GLOBAL_CHECK_INTERVAL
+        self.telemetry = otel.from_globals(record_recipients=self.record_recipients)
+        return self.telemetry
 
     def use(self, make: Callable[[], OwnClient]) -> None:
         """Send through a client of the library's own built by `make` (again in each loop)."""
@@ -311,6 +386,12 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             ``cronofy_async.redis.RedisLedger`` for many. By default a `MemoryLedger` of this
             object's own, which protects one process only. The library never closes a ledger
             it did not make.
+        tracer_provider: report spans to this OpenTelemetry provider (``pip install
+            'cronofy-async[otel]'``). With neither provider given, the application's global
+            ones are used once it sets them; with one given, only that one is reported to.
+        meter_provider: report metrics to this OpenTelemetry provider.
+        record_recipients: also put each create's recipient emails on its span
+            (``cronofy.recipients``). Off by default: emails are personal data.
 
     One connection pool, one pace and one 429 pause serve this object and every view made by
     `impersonate` and `with_data_center`. Use ``async with`` or call `aclose` when done.
@@ -350,8 +431,12 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         max_in_flight: int | None = None,
         http_backend: Literal["httpx", "aiohttp"] = "httpx",
         ledger: Ledger | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        record_recipients: bool = False,
     ) -> None:
         secret = _load_secret(client_secret)
+        telemetry, next_look = _make_telemetry(tracer_provider, meter_provider, record_recipients)
         if ledger is not None and not isinstance(ledger, Ledger):
             raise ConfigurationError(
                 "ledger must be a Ledger (MemoryLedger, SQLiteLedger, RedisLedger or an object "
@@ -411,6 +496,9 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             fast=fast,
             clock=clock,
             ledger=ledger if ledger is not None else MemoryLedger(),
+            telemetry=telemetry,
+            next_look=next_look,
+            record_recipients=record_recipients,
         )
         self._setup(shared, center, url, impersonate=None, root=True)
 
@@ -578,14 +666,55 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
 
         Returns the pipeline's coroutine for the caller to await at once: a coroutine of its
         own here would be one more frame that every step of every request passes through.
+        With telemetry, the call runs under its span.
         """
+        telemetry = self._shared.telemetry_now()
+        if telemetry is None:
+            return self._pipeline(operation, on_send, None)
+        return self._traced(
+            telemetry,
+            operation,
+            lambda observer: self._pipeline(operation, on_send, observer),
+        )
+
+    def _traced(
+        self,
+        telemetry: Telemetry,
+        operation: Operation[T],
+        run: Callable[[CallTrace], Awaitable[T]],
+        *,
+        keyed: bool = False,
+    ) -> Coroutine[Any, Any, T]:
+        url, url_text = self._url_for(operation)
+        return telemetry.call(
+            operation,
+            data_center=self._data_center.value,
+            url=url,
+            url_text=url_text,
+            clock=self._shared.clock.monotonic,
+            run=run,
+            keyed=keyed,
+        )
+
+    def _batch_trace(self, name: str) -> BatchTrace | None:
+        telemetry = self._shared.telemetry_now()
+        if telemetry is None:
+            return None
+        return telemetry.batch(name, data_center=self._data_center.value)
+
+    def _pipeline(
+        self,
+        operation: Operation[T],
+        on_send: Callable[[], None] | None,
+        observer: Observer | None,
+    ) -> Coroutine[Any, Any, T]:
         self._check_open()
         shared = self._shared
         shared.enter_loop()
         if shared.fast is not None:
-            attempt = self._fast_attempt(shared.fast, operation)
+            attempt = self._fast_attempt(shared.fast, operation, observer)
         else:
-            attempt = self._httpx_attempt(operation)
+            attempt = self._httpx_attempt(operation, observer)
         return run_with_retries(
             attempt,
             policy=shared.retry,
@@ -597,6 +726,7 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             on_send=on_send,
             idempotent=operation.idempotent,
             mutates=operation.mutates,
+            observer=observer,
         )
 
     async def _send_once(
@@ -611,19 +741,27 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         """`_call` under an idempotency key: at most one send per key in the ledger."""
         shared = self._shared
         checked = check_key(key, shared.secret)
-        return await send_once(
-            self._call,
-            operation,
-            ledger=shared.ledger,
-            key=checked,
-            print_=fingerprint(operation, base_url=self._base_url, impersonate=self._impersonate),
-            resend_unknown=resend_unknown,
-            on_send=on_send,
-            request_id=request_id,
-            secret=shared.secret,
-        )
+        print_ = fingerprint(operation, base_url=self._base_url, impersonate=self._impersonate)
 
-    def _httpx_attempt(self, operation: Operation[T]) -> Attempt[T]:
+        def once(observer: Observer | None) -> Coroutine[Any, Any, T]:
+            return send_once(
+                lambda sent, watch: self._pipeline(sent, watch, observer),
+                operation,
+                ledger=shared.ledger,
+                key=checked,
+                print_=print_,
+                resend_unknown=resend_unknown,
+                on_send=on_send,
+                request_id=request_id,
+                secret=shared.secret,
+            )
+
+        telemetry = shared.telemetry_now()
+        if telemetry is None:
+            return await once(None)
+        return await self._traced(telemetry, operation, once, keyed=True)
+
+    def _httpx_attempt(self, operation: Operation[T], observer: Observer | None) -> Attempt[T]:
         """One send through httpx: straight to the transport on our own client, else routed."""
         shared = self._shared
         direct = shared.direct
@@ -652,6 +790,8 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 else:
                     # Streamed, so that a body that cannot be decoded still has a status.
                     response = await shared.http.send(http_request, stream=True)
+                if observer is not None:
+                    observer.answered(response.status_code)
                 await _read_whole(response, http_request)
             except UndecodableBody as exc:
                 raise error_from_undecodable(
@@ -668,14 +808,16 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
 
         return attempt
 
-    def _fast_attempt(self, fast: _RawSender, operation: Operation[T]) -> Attempt[T]:
+    def _fast_attempt(
+        self, fast: _RawSender, operation: Operation[T], observer: Observer | None
+    ) -> Attempt[T]:
         """One send on the fast path: no httpx Request or Response unless there is an error."""
         shared = self._shared
         client_timeout = shared.fast_timeout
         if client_timeout is None:
             timeouts = shared.extensions["timeout"]
             client_timeout = shared.fast_timeout = fast.timeout(timeouts)  # type: ignore[arg-type]
-        return _FastAttempt(self, fast, operation, client_timeout)
+        return _FastAttempt(self, fast, operation, client_timeout, observer)
 
 
 class _FastAttempt(Generic[T]):
@@ -693,6 +835,7 @@ class _FastAttempt(Generic[T]):
         "_headers",
         "_method",
         "_mutates",
+        "_observer",
         "_raw_headers",
         "_read",
         "_shared",
@@ -702,7 +845,12 @@ class _FastAttempt(Generic[T]):
     )
 
     def __init__(
-        self, api: AsyncSchedulerAPI, fast: _RawSender, operation: Operation[T], timeout: Any
+        self,
+        api: AsyncSchedulerAPI,
+        fast: _RawSender,
+        operation: Operation[T],
+        timeout: Any,
+        observer: Observer | None,
     ) -> None:
         self._shared = api._shared
         self._fast = fast
@@ -711,6 +859,7 @@ class _FastAttempt(Generic[T]):
         self._method, self._body, self._read = operation.method, operation.body, operation.read
         self._mutates = operation.mutates
         self._timeout = timeout
+        self._observer = observer
 
     def request(self) -> httpx.Request:
         """The httpx Request this send stands for, made only when an error needs one."""
@@ -749,6 +898,8 @@ class _FastAttempt(Generic[T]):
             raise error_from_exception(exc, exc.request, shared.secret) from exc
         finally:
             in_flight.give()
+        if self._observer is not None:
+            self._observer.answered(status)
         if 200 <= status < 300:
             return self._read(
                 content,

@@ -32,6 +32,7 @@ from ._errors import (
     PayloadError,
 )
 from ._ledger import Ledger, LedgerEntry, LedgerState
+from ._logs import mask_emails
 from ._operation import Operation
 from ._secret import ClientSecret
 
@@ -190,7 +191,7 @@ async def _finish(what: str, call: Callable[[], Awaitable[None]], key: str) -> N
         logger.warning(
             "could not %s for idempotency key %r in the ledger (%s); it will read as unknown",
             what,
-            key,
+            mask_emails(key),
             type(exc).__name__,
         )
 
@@ -204,7 +205,9 @@ def _background(call: Awaitable[None], *, what: str = "", key: str = "") -> None
             await call
         except Exception:
             if what:
-                logger.warning("could not %s for idempotency key %r in the ledger", what, key)
+                logger.warning(
+                    "could not %s for idempotency key %r in the ledger", what, mask_emails(key)
+                )
 
     task = asyncio.ensure_future(quietly())
     _BACKGROUND.add(task)
@@ -223,6 +226,7 @@ def _capture(operation: Operation[T], answer: list[bytes]) -> Operation[T]:
         return model
 
     return Operation(
+        name=operation.name,
         method=operation.method,
         path=operation.path,
         read=keep,

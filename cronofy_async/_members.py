@@ -54,6 +54,10 @@ logger: Final = logging.getLogger("cronofy_async")
 
 MEMBERS_PATH: Final = "/v1/organizational_unit_members"
 RESOURCES_PATH: Final = "/v1/organizational_unit_resources"
+_LIST_NAMES: Final = {
+    MEMBERS_PATH: "iter_organizational_unit_members",
+    RESOURCES_PATH: "iter_organizational_unit_resources",
+}
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -226,6 +230,7 @@ def list_operation(
 ) -> Operation[Page[T]]:
     """One ``GET`` of a list: the first page, ``page=N``, or a ``next_page`` URL."""
     return Operation(
+        name=_LIST_NAMES.get(path, "list"),
         method="GET",
         path=path if page is None else f"{path}?page={page}",
         read=read,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import json.encoder
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import attrs
 import httpx
@@ -27,6 +27,9 @@ import httpx
 from ._errors import ResponseFormatError
 from ._response import excerpt, status_text
 from ._secret import ClientSecret
+
+if TYPE_CHECKING:
+    from ._otel import BatchTrace
 
 __all__ = ["Calls", "Operation", "Reader", "json_body", "no_body", "read_json"]
 
@@ -47,6 +50,8 @@ path never builds one for a success.
 class Operation(Generic[T]):
     """One request to Cronofy and how to read its success."""
 
+    name: str
+    """The call it is, as the public method is named: ``create_scheduler_request``."""
     method: str
     """``GET``, ``POST`` or ``PATCH``."""
     path: str
@@ -64,8 +69,12 @@ class Operation(Generic[T]):
 
     @property
     def what(self) -> str:
-        """How logs and errors name it: ``POST /v1/scheduler_requests``."""
-        return f"{self.method} {self.path}"
+        """
+        How logs name it: ``create_scheduler_request (POST /v1/scheduler_requests)``.
+
+        The list's own path for a page link: its token stays out of every log line.
+        """
+        return f"{self.name} ({self.method} {self.path})"
 
 
 JSON_SEPARATORS: Final = (",", ":")
@@ -234,6 +243,9 @@ class Calls:
     def _call(
         self, operation: Operation[T], on_send: Callable[[], None] | None = None
     ) -> Coroutine[Any, Any, T]:
+        raise NotImplementedError
+
+    def _batch_trace(self, name: str) -> BatchTrace | None:
         raise NotImplementedError
 
     async def _send_once(

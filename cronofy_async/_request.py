@@ -77,6 +77,7 @@ def create_operation(
 ) -> Operation[SchedulerRequest]:
     """``POST /v1/scheduler_requests``: never repeated blindly, since Cronofy cannot dedupe it."""
     return Operation(
+        name="create_scheduler_request",
         method="POST",
         path=CREATE_PATH,
         body=encode_create_body(request, impersonating=impersonating),

@@ -10,6 +10,7 @@ sending and a 5xx may all hide a created invite; they are retried only if the ca
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -30,7 +31,7 @@ from ._errors import (
 )
 from ._ratelimit import Limiter, PauseGate, PausingLimiter
 
-__all__ = ["Attempt", "RetryPolicy", "retry_reason", "run_with_retries"]
+__all__ = ["Attempt", "Observer", "RetryPolicy", "retry_reason", "run_with_retries"]
 
 logger: Final = logging.getLogger("cronofy_async")
 
@@ -178,6 +179,24 @@ class SendWatcher(Protocol):
     def settled(self, maybe_processed: bool) -> None: ...
 
 
+class Observer(Protocol):
+    """What a call's telemetry is told as it runs (`cronofy_async._otel.CallTrace`)."""
+
+    maybe_processed: bool
+
+    def waited_for(self, seconds: float) -> None: ...
+
+    def pausing(self, attempt: int, seconds: float) -> None: ...
+
+    def retrying(self, attempt: int, delay: float, reason: str, error: BaseException) -> None: ...
+
+    def sending(self) -> None: ...
+
+    def answered(self, status: int) -> None: ...
+
+    def attempt_done(self, error: BaseException | None = None) -> None: ...
+
+
 class _Ready:
     """
     What an attempt awaits right before its bytes go out, counting the sends.
@@ -185,25 +204,49 @@ class _Ready:
     An object rather than a closure: one per call, walked by the garbage collector as one.
     """
 
-    __slots__ = ("_gate", "_limiter", "_on_send", "sent")
+    __slots__ = ("_clock", "_gate", "_limiter", "_observer", "_on_send", "on_wire", "sent")
 
     def __init__(
-        self, limiter: Limiter | None, gate: PauseGate, on_send: Callable[[], None] | None
+        self,
+        limiter: Limiter | None,
+        gate: PauseGate,
+        on_send: Callable[[], None] | None,
+        observer: Observer | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._limiter = limiter
         self._gate = gate
         self._on_send = on_send
+        self._observer = observer
+        self._clock = clock
         self.sent = 0
+        self.on_wire = False
+        """Whether an attempt's bytes may be out now (counted, not yet settled)."""
 
     async def __call__(self) -> None:
+        observer = self._observer
         if self._limiter is not None:
-            await self._limiter.acquire()
+            if observer is None:
+                await self._limiter.acquire()
+            else:
+                clock = self._clock
+                assert clock is not None  # given with every observer  # noqa: S101
+                began = clock.monotonic()
+                await self._limiter.acquire()
+                observer.waited_for(clock.monotonic() - began)
         # A 429 that arrived while this request waited for pacing or a slot holds it too.
         if self._gate.remaining() > 0:
             raise _Paused
         self.sent += 1
+        self.on_wire = True
         if self._on_send is not None:
             self._on_send()  # no await between this and the send: the caller's count stays exact
+        if observer is not None:
+            observer.sending()
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 async def run_with_retries(
@@ -218,6 +261,7 @@ async def run_with_retries(
     on_send: Callable[[], None] | None = None,
     idempotent: bool = False,
     mutates: bool = True,
+    observer: Observer | None = None,
 ) -> T:
     """
     Run `attempt` (one send and parse) until it succeeds or must not be retried.
@@ -233,57 +277,120 @@ async def run_with_retries(
     start = clock.monotonic() if deadline is not None else 0.0  # read only with a deadline
     maybe_processed = False
 
-    ready = _Ready(limiter, gate, on_send)
+    ready = _Ready(limiter, gate, on_send, observer, clock)
+    # Set when this call's own 429 asked for the pause: its wait is told even when it is 0 s.
+    held = False
 
-    while True:
-        paused = gate.remaining()
-        if paused > 0:
-            if paused > policy.max_retry_after:
-                raise _paused_error(
-                    gate, policy, ready.sent, outcome_unknown=mutates and maybe_processed
+    try:
+        while True:
+            paused = gate.remaining()
+            if paused > 0 or held:
+                held = False
+                if paused > policy.max_retry_after:
+                    raise _paused_error(
+                        gate, policy, ready.sent, outcome_unknown=mutates and maybe_processed
+                    )
+                logger.info(
+                    "%s: waiting %.2f s for a 429 pause before attempt %d",
+                    what,
+                    paused,
+                    ready.sent + 1,
                 )
-            await gate.wait()
-        try:
-            return await attempt(ready)
-        except _Paused:
-            continue  # wait the pause out (and for pacing again), as if it had come first
-        except APIError as error:
-            # Looked up on a failure only: a bound method per call is garbage on the usual path.
-            settled = getattr(on_send, "settled", None)
-            if settled is not None:
-                settled(error.outcome_unknown)
-            error.attempts = ready.sent
-            reason = retry_reason(error, policy, idempotent=idempotent)
-            maybe_processed = maybe_processed or error.outcome_unknown
-            # What the caller must know is whether the call as a whole may have taken effect,
-            # not what this attempt alone says.
-            error.outcome_unknown = mutates and maybe_processed
-            pause = None
-            if isinstance(error, RateLimitError):
-                # Every request of this API object waits this out, not just this one.
-                pause = error.retry_after
+                if observer is None:
+                    await gate.wait()
+                else:
+                    observer.pausing(ready.sent + 1, paused)
+                    began = clock.monotonic()
+                    await gate.wait()
+                    observer.waited_for(clock.monotonic() - began)
+            try:
+                result = await attempt(ready)
+            except _Paused:
+                continue  # wait the pause out (and for pacing again), as if it had come first
+            except APIError as error:
+                ready.on_wire = False
+                if observer is not None:
+                    observer.attempt_done(error)
+                # Looked up on a failure only: a bound method per call is garbage on the usual
+                # path.
+                settled = getattr(on_send, "settled", None)
+                if settled is not None:
+                    settled(error.outcome_unknown)
+                error.attempts = ready.sent
+                reason = retry_reason(error, policy, idempotent=idempotent)
+                maybe_processed = maybe_processed or error.outcome_unknown
+                # What the caller must know is whether the call as a whole may have taken
+                # effect, not what this attempt alone says.
+                error.outcome_unknown = mutates and maybe_processed
+                if observer is not None:
+                    observer.maybe_processed = error.outcome_unknown
+                pause = None
+                if isinstance(error, RateLimitError):
+                    # Every request of this API object waits this out, not just this one.
+                    pause = error.retry_after
+                    if pause is None:
+                        pause = policy.backoff(ready.sent, rng)
+                    logger.warning(
+                        "%s: attempt %d answered 429; every request of this API object "
+                        "pauses %.2f s",
+                        what,
+                        ready.sent,
+                        pause,
+                    )
+                    gate.pause(pause, cause=error)
+                    if isinstance(limiter, PausingLimiter):  # shared: pause every process
+                        with contextlib.suppress(CronofyError):
+                            # A limiter that cannot record the pause fails the next acquire
+                            # anyway, before anything is sent; this call's error stays the
+                            # 429's.
+                            await limiter.pause(pause)
+                if reason is None or ready.sent >= policy.attempts:
+                    raise
+                if pause is not None and pause > policy.max_retry_after:
+                    raise
+                delay = pause if pause is not None else policy.backoff(ready.sent, rng)
+                if deadline is not None and clock.monotonic() + delay - start > deadline:
+                    raise
+                logger.info(
+                    "retrying %s in %.2f s: attempt %d of %d failed, %s",
+                    what,
+                    delay,
+                    ready.sent,
+                    policy.attempts,
+                    reason,
+                )
+                if observer is not None:
+                    observer.retrying(ready.sent, delay, reason, error)
                 if pause is None:
-                    pause = policy.backoff(ready.sent, rng)
-                gate.pause(pause, cause=error)
-                if isinstance(limiter, PausingLimiter):  # shared across processes: pause them all
-                    with contextlib.suppress(CronofyError):
-                        # A limiter that cannot record the pause fails the next acquire anyway,
-                        # before anything is sent; this call's error stays the 429's.
-                        await limiter.pause(pause)
-            if reason is None or ready.sent >= policy.attempts:
-                raise
-            if pause is not None and pause > policy.max_retry_after:
-                raise
-            delay = pause if pause is not None else policy.backoff(ready.sent, rng)
-            if deadline is not None and clock.monotonic() + delay - start > deadline:
-                raise
-            logger.info(
-                "retrying %s in %.2f s: attempt %d of %d failed, %s",
+                    await clock.sleep(delay)
+                else:
+                    held = True
+            else:
+                if observer is not None:
+                    observer.attempt_done()
+                return result
+    except APIError as error:
+        if error.outcome_unknown:
+            logger.warning(
+                "%s: outcome unknown after %s (%s): it may have been processed; check before "
+                "sending it again",
                 what,
-                delay,
-                ready.sent,
-                policy.attempts,
-                reason,
+                _attempts(ready.sent),
+                type(error).__name__,
             )
-            if pause is None:
-                await clock.sleep(delay)
+        raise
+    except asyncio.CancelledError:
+        if mutates and ready.on_wire:
+            logger.warning(
+                "%s: cancelled while attempt %d was on the wire: outcome unknown, it may have "
+                "been processed",
+                what,
+                ready.sent,
+            )
+        elif mutates and maybe_processed:
+            logger.warning(
+                "%s: cancelled after %s, the outcome unknown: it may have been processed",
+                what,
+                _attempts(ready.sent),
+            )
+        raise

@@ -106,7 +106,13 @@ class SchedulerRequests(Calls):
         """
         self._check_open()
         send = keyed_send(self._create, key, resend_unknown)
-        return BatchStream(None, requests, concurrency=concurrency, send=send)
+        return BatchStream(
+            None,
+            requests,
+            concurrency=concurrency,
+            send=send,
+            trace=self._batch_trace("batch_create_scheduler_requests"),
+        )
 
     async def batch_create_scheduler_requests(
         self,

@@ -254,6 +254,7 @@ def create_operation(
 ) -> Operation[SchedulingRequest]:
     """``POST /v1/scheduling_requests``: never repeated blindly, since Cronofy cannot dedupe it."""
     return Operation(
+        name="create_scheduling_request",
         method="POST",
         path=CREATE_PATH,
         body=encode_create_body(request, impersonating=impersonating),
@@ -314,6 +315,7 @@ def query_operation(ids: Iterable[str]) -> Operation[list[SchedulingRequest]]:
     """``POST /v1/scheduling_requests/query``: changes nothing, safe to retry."""
     asked = check_ids(ids)
     return Operation(
+        name="query_scheduling_requests",
         method="POST",
         path=QUERY_PATH,
         body=json_body({"scheduling_request_ids": asked}),
@@ -327,6 +329,7 @@ def cancel_operation(scheduling_request_id: str) -> Operation[None]:
     """``POST /v1/scheduling_requests/cancel``: cancelling twice cancels once, so retried."""
     _check_id("scheduling_request_id", scheduling_request_id)
     return Operation(
+        name="cancel_scheduling_request",
         method="POST",
         path=CANCEL_PATH,
         body=json_body({"scheduling_request_id": scheduling_request_id}),
@@ -447,7 +450,13 @@ class SchedulingRequests(Calls):
         """
         self._check_open()
         send = keyed_send(self._create_scheduling, key, resend_unknown)
-        return BatchStream(None, requests, concurrency=concurrency, send=send)
+        return BatchStream(
+            None,
+            requests,
+            concurrency=concurrency,
+            send=send,
+            trace=self._batch_trace("batch_create_scheduling_requests"),
+        )
 
     async def batch_create_scheduling_requests(
         self,

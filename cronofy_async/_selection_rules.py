@@ -322,6 +322,7 @@ def get_operation(sub: str) -> Operation[SelectionRule]:
     """``GET /v1/scheduler/selection_rules/{sub}``: changes nothing, safe to retry."""
     segment = check_path_segment("selection_rule_id", sub)
     return Operation(
+        name="get_selection_rule",
         method="GET",
         path=f"{RULES_PATH}/{segment}",
         read=_read_rule,
@@ -342,6 +343,7 @@ def update_operation(
     segment = check_path_segment("selection_rule_id", sub)
     body = update_body(name=name, required=required, add=add, remove=remove)
     return Operation(
+        name="update_selection_rule",
         method="PATCH",
         path=f"{RULES_PATH}/{segment}",
         body=json_body(body),

@@ -1,0 +1,77 @@
+"""
+The ``cronofy_async`` logger, and ``CRONOFY_LOG`` for a console without logging set up.
+
+The library says one line per retry, 429, pause, refused page link and unknown outcome, with
+the operation and the attempt, and never the secret, a body or a recipient's email. Like any
+library it adds no handler of its own, unless ``CRONOFY_LOG=debug`` (or ``info``) asks for a
+console on standard error, as the Stainless SDKs do with theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Final, TextIO
+
+__all__ = ["ENV", "LOGGER", "configure_from_env", "console_handler", "mask_emails"]
+
+ENV: Final = "CRONOFY_LOG"
+LOGGER: Final = "cronofy_async"
+
+_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO}
+_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_EMAIL: Final = re.compile(r"[^\s@'\"<>()\[\],;:]+@[^\s@'\"<>()\[\],;:]+")
+
+
+def mask_emails(text: str) -> str:
+    """
+    `text` with anything shaped like an email address replaced by ``[email]``.
+
+    For values the caller chose and a log line repeats, such as an idempotency key.
+
+    >>> mask_emails("order-42 for doc@evenitron.com")
+    'order-42 for [email]'
+    """
+    return _EMAIL.sub("[email]", text)
+
+
+class _Console(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``CRONOFY_LOG`` installs: known by its class, so never installed twice."""
+
+
+def console_handler(stream: TextIO | None = None) -> logging.Handler:
+    """
+    A handler that prints ``<time> LEVEL cronofy_async: message`` lines to `stream`.
+
+    >>> console_handler().formatter is not None
+    True
+    """
+    handler = _Console(stream if stream is not None else sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    return handler
+
+
+def configure_from_env(environ: Mapping[str, str] = os.environ) -> logging.Handler | None:
+    """
+    Turn on console logging at the level ``CRONOFY_LOG`` names (``debug`` or ``info``).
+
+    Returns the console handler, the one already installed if called again; ``None`` (and
+    nothing changed) when the variable is unset or names another level.
+
+    >>> configure_from_env({}) is None
+    True
+    """
+    level = _LEVELS.get(environ.get(ENV, "").strip().lower())
+    if level is None:
+        return None
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level)
+    for handler in logger.handlers:
+        if isinstance(handler, _Console):
+            return handler
+    handler = console_handler()
+    logger.addHandler(handler)
+    return handler
