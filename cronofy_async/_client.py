@@ -73,17 +73,13 @@ DATA_CENTER_ENV: Final = "CRONOFY_DATA_CENTER"
 _BAD_SECRET_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
-_OTEL: list[ModuleType | None] = []
-
-
+@functools.cache
 def _otel_module() -> ModuleType | None:
     """`cronofy_async._otel`, imported on first need; ``None`` without OpenTelemetry."""
-    if not _OTEL:
-        try:
-            _OTEL.append(importlib.import_module("cronofy_async._otel"))
-        except ImportError:
-            _OTEL.append(None)
-    return _OTEL[0]
+    try:
+        return importlib.import_module("cronofy_async._otel")
+    except ImportError:
+        return None
 
 
 def _make_telemetry(
@@ -696,11 +692,11 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
             keyed=keyed,
         )
 
-    def _batch_trace(self, name: str) -> BatchTrace | None:
+    def _batch_trace(self, name: str, operation: str) -> BatchTrace | None:
         telemetry = self._shared.telemetry_now()
         if telemetry is None:
             return None
-        return telemetry.batch(name, data_center=self._data_center.value)
+        return telemetry.batch(name, operation=operation, data_center=self._data_center.value)
 
     def _pipeline(
         self,

@@ -245,7 +245,7 @@ class Calls:
     ) -> Coroutine[Any, Any, T]:
         raise NotImplementedError
 
-    def _batch_trace(self, name: str) -> BatchTrace | None:
+    def _batch_trace(self, name: str, operation: str) -> BatchTrace | None:
         raise NotImplementedError
 
     async def _send_once(

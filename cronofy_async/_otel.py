@@ -30,11 +30,12 @@ import httpx
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._errors import APIConnectionError, APIStatusError
+from ._batch import Outcome, outcome_of
+from ._errors import APIConnectionError, APIStatusError, ConfigurationError
+from ._operation import loads
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._batch import Outcome
     from ._operation import Operation
 
 __all__ = [
@@ -150,8 +151,6 @@ def from_globals(*, record_recipients: bool) -> Telemetry | None:
 
 def check_providers(tracer_provider: object, meter_provider: object) -> None:
     """Refuse what is not a provider, naming the keyword (a `ConfigurationError`)."""
-    from ._errors import ConfigurationError
-
     if tracer_provider is not None and not isinstance(tracer_provider, trace.TracerProvider):
         raise ConfigurationError(
             "tracer_provider must be an opentelemetry.trace.TracerProvider, got "
@@ -255,18 +254,17 @@ class Telemetry:
             if token is not None:
                 context.detach(token)
 
-    def batch(self, name: str, *, data_center: str) -> BatchTrace:
-        """The trace of one batch, started when the batch starts."""
-        return BatchTrace(self, name, data_center)
+    def batch(self, name: str, *, operation: str, data_center: str) -> BatchTrace:
+        """The trace of one batch of `operation` calls, started when the batch starts."""
+        return BatchTrace(self, name, operation, data_center)
 
 
 def _creates(operation: Operation[Any]) -> bool:
-    return operation.name.startswith("create_")
+    # Only a create changes something and cannot be repeated: what becomes of it is an outcome.
+    return operation.mutates and not operation.idempotent
 
 
 def _recipients(body: bytes | None) -> tuple[str, ...]:
-    from ._operation import loads
-
     try:
         recipients = loads(body or b"{}").get("recipients") or ()
         return tuple(str(r["email"]) for r in recipients if isinstance(r, dict) and "email" in r)
@@ -455,8 +453,6 @@ class CallTrace:
         )
         outcome: Outcome | None = None
         if _creates(operation):
-            from ._batch import Outcome, outcome_of
-
             if error is None:
                 outcome = Outcome.CREATED
             elif cancelled:
@@ -500,14 +496,11 @@ class BatchTrace:
 
     __slots__ = ("_base", "_name", "_telemetry", "counts", "span", "worker_context")
 
-    def __init__(self, telemetry: Telemetry, name: str, data_center: str) -> None:
+    def __init__(self, telemetry: Telemetry, name: str, operation: str, data_center: str) -> None:
         self._telemetry = telemetry
         self._name = name
         # Items are counted as the creates they are, whichever batch sent them.
-        self._base = {
-            "cronofy.operation": name.replace("batch_", "", 1).replace("_requests", "_request"),
-            "cronofy.data_center": data_center,
-        }
+        self._base = {"cronofy.operation": operation, "cronofy.data_center": data_center}
         self.counts: dict[str, int] = {}
         self.span: trace.Span | None = None
         self.worker_context: contextvars.Context | None = None
@@ -548,8 +541,6 @@ class BatchTrace:
         if span is None:
             return
         self.span = None
-        from ._batch import Outcome
-
         attributes: dict[str, Any] = {"cronofy.batch.items": sum(self.counts.values())}
         for outcome in Outcome:
             attributes[f"cronofy.batch.{outcome.value}"] = self.counts.get(outcome.value, 0)

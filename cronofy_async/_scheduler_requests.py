@@ -111,7 +111,7 @@ class SchedulerRequests(Calls):
             requests,
             concurrency=concurrency,
             send=send,
-            trace=self._batch_trace("batch_create_scheduler_requests"),
+            trace=self._batch_trace("batch_create_scheduler_requests", "create_scheduler_request"),
         )
 
     async def batch_create_scheduler_requests(

@@ -455,7 +455,9 @@ class SchedulingRequests(Calls):
             requests,
             concurrency=concurrency,
             send=send,
-            trace=self._batch_trace("batch_create_scheduling_requests"),
+            trace=self._batch_trace(
+                "batch_create_scheduling_requests", "create_scheduling_request"
+            ),
         )
 
     async def batch_create_scheduling_requests(

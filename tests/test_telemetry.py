@@ -35,6 +35,7 @@ from cronofy_async import (
 from .conftest import CREATE_URL, SECRET, ok_response, seed_request
 from .helpers import FakeClock, until, use_clock
 from .otel_support import Telemetry, everything_exported, otel
+from .test_retry import sequence
 
 __all__ = ["otel"]  # the fixture, imported for the tests below
 
@@ -59,19 +60,6 @@ async def traced(otel: Telemetry, clock: FakeClock) -> AsyncIterator[Callable[..
     yield build
     for api in made:
         await api.aclose()
-
-
-def answers(*outcomes: httpx.Response | Exception) -> Any:
-    """A respx side effect: each outcome in turn (an exception is raised), the last repeating."""
-    given = list(outcomes)
-
-    def respond(request: httpx.Request) -> httpx.Response:
-        outcome = given.pop(0) if len(given) > 1 else given[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    return respond
 
 
 def attempts_of(otel: Telemetry, call: ReadableSpan) -> list[ReadableSpan]:
@@ -179,7 +167,7 @@ async def test_each_operation_has_its_span(
 async def test_a_retried_connect_error_is_an_event_and_a_resent_attempt(
     otel: Telemetry, traced: Callable[..., AsyncSchedulerAPI], mock: respx.MockRouter
 ) -> None:
-    mock.post(CREATE_URL).mock(side_effect=answers(httpx.ConnectError("refused"), ok_response()))
+    mock.post(CREATE_URL).mock(side_effect=sequence(httpx.ConnectError("refused")))
     api = traced()
     await api.create_scheduler_request(seed_request())
 
@@ -213,7 +201,7 @@ async def test_a_429_pause_is_an_event_and_counts_as_waiting(
     otel: Telemetry, traced: Callable[..., AsyncSchedulerAPI], mock: respx.MockRouter
 ) -> None:
     mock.post(CREATE_URL).mock(
-        side_effect=answers(httpx.Response(429, headers={"Retry-After": "2"}), ok_response())
+        side_effect=sequence(httpx.Response(429, headers={"Retry-After": "2"}))
     )
     api = traced(rate_limit=None)
     await api.create_scheduler_request(seed_request())
