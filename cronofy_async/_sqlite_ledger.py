@@ -295,8 +295,10 @@ class SQLiteLedger:
         """Stop the database thread and close the file. Used again, it opens it again."""
         with self._lock:
             thread, self._thread = self._thread, None
+            if thread is not None:
+                # Under the lock: no job can follow the stop into this thread's queue.
+                self._jobs.put(_STOP)
         if thread is not None and thread.is_alive():
-            self._jobs.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     async def __aenter__(self) -> Self:
@@ -321,8 +323,7 @@ class SQLiteLedger:
 
     def _submit(self, work: Callable[[sqlite3.Connection, float], None]) -> None:
         """Queue `work` for the database thread without waiting for it (failures are logged)."""
-        self._start()
-        self._jobs.put(_Job(work, None, None, time.monotonic() + self.timeout, False))
+        self._put(_Job(work, None, None, time.monotonic() + self.timeout, False))
 
     async def _run(
         self, what: str, work: Callable[[sqlite3.Connection, float], T], *, durable: bool = False
@@ -330,8 +331,7 @@ class SQLiteLedger:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(work, loop, future, time.monotonic() + self.timeout, durable)
-        self._start()
-        self._jobs.put(job)
+        self._put(job)
         # One timer, not asyncio.timeout(): this runs twice per create.
         expiry = loop.call_later(self.timeout, _expire, future)
         try:
@@ -350,19 +350,21 @@ class SQLiteLedger:
             expiry.cancel()
         return result
 
-    def _start(self) -> None:
+    def _put(self, job: _Job) -> None:
+        """Queue `job` for the database thread, starting one (with a queue of its own) if none."""
         pid = os.getpid()
-        if self._thread is not None and self._pid == pid and self._thread.is_alive():
-            return
         with self._lock:
             if pid != self._pid:  # a forked child: the parent's thread did not come along
                 self._pid, self._thread = pid, None
-                self._jobs = queue.SimpleQueue()
             if self._thread is None or not self._thread.is_alive():
+                # A fresh queue per thread: a thread being stopped by aclose() keeps its own,
+                # so a new one can never take the stop meant for it (aclose() would wait forever).
+                self._jobs = queue.SimpleQueue()
                 self._thread = threading.Thread(
                     target=self._serve, args=(self._jobs,), name="cronofy-ledger", daemon=True
                 )
                 self._thread.start()
+            self._jobs.put(job)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(

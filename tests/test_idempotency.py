@@ -715,6 +715,32 @@ async def test_a_locked_sqlite_file_is_unavailable_within_its_timeout(
     assert fake.received == 1
 
 
+async def test_a_call_racing_aclose_neither_hangs_it_nor_is_lost(tmp_path: Path) -> None:
+    # A call arriving while aclose() waits for the database thread (the claim given back in
+    # the background after a failure, say) starts a thread of its own; it must not take the
+    # stop meant for the old one, or aclose() waits forever (a hang seen in CI).
+    path = tmp_path / "race.db"
+    ledger = SQLiteLedger(path, timeout=5)
+    await ledger.get("warm")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # keeps the database thread busy on the next call
+    try:
+        busy = asyncio.ensure_future(ledger.get("first"))
+        await asyncio.sleep(0.2)  # the thread now waits for the lock, inside `first`
+        closing = asyncio.ensure_future(ledger.aclose())
+        await asyncio.sleep(0)  # aclose() has asked the thread to stop and waits for it
+        late = asyncio.ensure_future(ledger.get("late"))
+        await asyncio.sleep(0.2)
+        holder.execute("ROLLBACK")
+        async with asyncio.timeout(10):
+            assert await busy is None
+            await closing
+            assert await late is None  # answered by the thread it started, not lost
+    finally:
+        holder.close()
+        await ledger.aclose()
+
+
 async def test_a_stopped_redis_is_unavailable_and_nothing_is_sent(fake: FakeCronofy) -> None:
     with running_redis() as server:
         ledger = RedisLedger(server.url, namespace="stopping", timeout=1)
