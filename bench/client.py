@@ -137,6 +137,42 @@ def _new_request(i: int) -> Any:
     )
 
 
+OTEL_MODES = ("absent", "no-provider", "provider")
+"""``absent``: OpenTelemetry cannot be imported (the extra not installed); ``no-provider``:
+installed, no provider set; ``provider``: the SDK's providers set globally, spans batched to an
+exporter that drops them, metrics kept by an in-memory reader."""
+
+
+def _set_up_otel(mode: str) -> None:
+    """Make OpenTelemetry absent, present, or reporting, before the library is imported."""
+    import sys
+
+    if mode == "absent":
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import fails
+        return
+    if mode == "provider":
+        from collections.abc import Sequence
+
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 LEDGERS = ("none", "memory", "sqlite", "redis")
 """Where a batch keeps its idempotency keys: ``none`` sends without keys."""
 
@@ -301,7 +337,10 @@ def main() -> None:
     parser.add_argument("-n", "--requests", type=int, default=2000)
     parser.add_argument("--ledger", choices=LEDGERS, default="none", help="batch clients only")
     parser.add_argument("--redis-url", help="for --ledger redis")
+    parser.add_argument("--otel", choices=OTEL_MODES, help="OpenTelemetry's state (issue 24)")
     args = parser.parse_args()
+    if args.otel:
+        _set_up_otel(args.otel)
     result = asyncio.run(
         measure(
             args.client,

@@ -57,6 +57,16 @@ LEDGER_SECTION = [
     "(min..max) of 5 and 3 interleaved runs. Targets: `SQLiteLedger` adds at most 0.5x to the "
     "CPU per create, and keeps >= 0.9x of the throughput.",
 ]
+OTEL_SECTION = [
+    "## OpenTelemetry (issue 24)",
+    "",
+    "`python -m bench.otel`: single `create_scheduler_request` calls at C=10 against the fake "
+    "on loopback with no server delay, with OpenTelemetry absent (`import opentelemetry` "
+    "fails, as without the `otel` extra), installed with no provider set, and reporting (the "
+    "SDK's providers set globally, spans batched to an exporter that drops them, metrics in an "
+    "in-memory reader). CPU per create is the client process's, the SDK's export thread "
+    "included. Medians (min..max) of 7 interleaved runs. Target: no provider within 3% of absent.",
+]
 OVERHEAD = [(0.0, 1), (0.0, 10)]
 SCALING = [(0.05, 10), (0.05, 50), (0.05, 100), (0.05, 200)]
 
@@ -156,9 +166,13 @@ def main() -> None:
         ).stdout  # fmt: skip
         own = json.loads(output.strip().splitlines()[-1])
     ledgers: list[str] = []
+    otel: list[str] = []
     if not args.skip_slow:
         ledgers = subprocess.run(
             [sys.executable, "-m", "bench.ledger"], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+        otel = subprocess.run(
+            [sys.executable, "-m", "bench.otel"], check=True, capture_output=True, text=True
         ).stdout.splitlines()
         shared = subprocess.run(
             [sys.executable, "-m", "bench.shared_limit"], check=True, capture_output=True, text=True
@@ -177,7 +191,7 @@ def main() -> None:
             ).stdout  # fmt: skip
             memory[creates] = json.loads(output.strip().splitlines()[-1])
 
-    write_report(args, clients, results, server_cpu, pacing, memory, shared, own, ledgers)
+    write_report(args, clients, results, server_cpu, pacing, memory, shared, own, ledgers, otel)
     write_plot(clients, results)
 
 
@@ -191,6 +205,7 @@ def write_report(
     shared: list[str] = [],  # noqa: B006 - read only
     own: dict[str, dict[str, Any]] | None = None,
     ledgers: list[str] = [],  # noqa: B006 - read only
+    otel: list[str] = [],  # noqa: B006 - read only
 ) -> None:
     """docs/benchmarks.md: the tables, the targets, the machine, how to reproduce."""
 
@@ -401,6 +416,8 @@ def write_report(
         ]
     if ledgers:
         lines += ["", *LEDGER_SECTION, "", *ledgers]
+    if otel:
+        lines += ["", *OTEL_SECTION, "", *otel]
     lines += [
         "",
         "## Reproduce",
