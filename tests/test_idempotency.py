@@ -961,6 +961,9 @@ async def test_an_outcome_the_sqlite_ledger_cannot_record_is_logged_and_reads_un
     ledger = SQLiteLedger(tmp_path / "l.db", lease=0.2)
     await ledger.claim("k", "fp", owner="o")
     monkeypatch.setattr(_sqlite_ledger, "settle_transition", broken)
+    # The one-statement settle of a held claim would apply it without the transition: off.
+    never = _sqlite_ledger._SETTLE_HELD.replace("WHERE key", "WHERE 0 AND key")
+    monkeypatch.setattr(_sqlite_ledger, "_SETTLE_HELD", never)
     with caplog.at_level(logging.WARNING, logger="cronofy_async"):
         await ledger.settle("k", owner="o", state=LedgerState.CREATED, request_id="s", result=b"{}")
         await ledger.get("k")  # after the settle: the thread runs requests in order
