@@ -15,11 +15,7 @@ server. Prints the report's lines::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -27,35 +23,10 @@ from tests.redis_server import running_redis
 
 from .client import LEDGERS
 from .fake_server import start_fake
+from .runs import client_cores, fmt, progress, run_client
 
 BACKENDS = {"httpx": "cronofy-batch", "aiohttp": "cronofy-aiohttp-batch"}
 CONFIGS = ((0.0, 10), (0.05, 50))
-
-
-def _cores() -> tuple[set[int], int | None]:
-    cores = sorted(os.sched_getaffinity(0))
-    return (set(cores[:-1]), cores[-1]) if len(cores) > 1 else (set(cores), None)
-
-
-def run_one(client: str, url: str, concurrency: int, requests: int, ledger: str,
-            redis_url: str, cores: set[int]) -> dict[str, Any]:  # fmt: skip
-    """One configuration in a fresh process."""
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.client", "--client", client, "--url", url,
-         "-c", str(concurrency), "-n", str(requests), "--ledger", ledger,
-         "--redis-url", redis_url],
-        check=True, capture_output=True, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    ).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
-
-
-def _fmt(values: list[float], digits: int = 0) -> str:
-    return (
-        f"{statistics.median(values):.{digits}f} "
-        f"({min(values):.{digits}f}..{max(values):.{digits}f})"
-    )
 
 
 def main() -> None:
@@ -66,7 +37,7 @@ def main() -> None:
     parser.add_argument("--slow-requests", type=int, default=2000, help="per run at 50 ms")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    cores, server_core = _cores()
+    cores, server_core = client_cores()
     backends = args.backends.split(",")
     results: dict[tuple[str, float, str], list[dict[str, Any]]] = defaultdict(list)
     with running_redis() as redis:
@@ -78,15 +49,15 @@ def main() -> None:
                 for repeat in range(args.repeats if delay == 0 else 3):
                     for backend in backends:
                         for ledger in LEDGERS:  # interleaved: each repeat runs them all
-                            result = run_one(BACKENDS[backend], url, concurrency, requests,
-                                             ledger, redis.url, cores)  # fmt: skip
+                            result = run_client(
+                                BACKENDS[backend], url, concurrency, requests, cores,
+                                "--ledger", ledger, "--redis-url", redis.url,
+                            )  # fmt: skip
                             results[(backend, delay, ledger)].append(result)
-                            print(
+                            progress(
                                 f"[{repeat + 1}] {backend} delay {delay * 1000:.0f} ms "
-                                f"C={concurrency} {ledger}: {result['rps']:.0f} req/s, "
-                                f"{result['cpu_us']:.0f} us/req, errors {result['errors']}",
-                                file=sys.stderr,
-                                flush=True,
+                                f"C={concurrency} {ledger}",
+                                result,
                             )
             finally:
                 process.terminate()
@@ -114,8 +85,8 @@ def report(
             rps = [r["rps"] for r in slow]
             errors = sum(r["errors"] for r in fast + slow)
             lines.append(
-                f"| {backend} | {ledger} | {_fmt(cpu)} | "
-                f"{statistics.median(cpu) / base_cpu:.2f} | {_fmt(rps)} | "
+                f"| {backend} | {ledger} | {fmt(cpu)} | "
+                f"{statistics.median(cpu) / base_cpu:.2f} | {fmt(rps)} | "
                 f"{statistics.median(rps) / base_rps:.2f} | {errors} |"
             )
     return lines

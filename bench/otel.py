@@ -16,40 +16,16 @@ within 3% of ``absent``. Prints the report's lines::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 from collections import defaultdict
 from typing import Any
 
 from .client import OTEL_MODES
 from .fake_server import start_fake
+from .runs import client_cores, fmt, progress, run_client
 
 BACKENDS = {"httpx": "cronofy", "aiohttp": "cronofy-aiohttp"}
 CONCURRENCY = 10
-
-
-def _cores() -> tuple[set[int], int | None]:
-    cores = sorted(os.sched_getaffinity(0))
-    return (set(cores[:-1]), cores[-1]) if len(cores) > 1 else (set(cores), None)
-
-
-def run_one(client: str, url: str, requests: int, mode: str, cores: set[int]) -> dict[str, Any]:
-    """One configuration in a fresh process."""
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.client", "--client", client, "--url", url,
-         "-c", str(CONCURRENCY), "-n", str(requests), "--otel", mode],
-        check=True, capture_output=True, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    ).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
-
-
-def _fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):.0f} ({min(values):.0f}..{max(values):.0f})"
 
 
 def main() -> None:
@@ -59,7 +35,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="per run")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    cores, server_core = _cores()
+    cores, server_core = client_cores()
     backends = args.backends.split(",")
     results: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     process, url = start_fake(server_core, ["--no-rate-limit"])
@@ -67,14 +43,11 @@ def main() -> None:
         for repeat in range(args.repeats):
             for backend in backends:
                 for mode in OTEL_MODES:  # interleaved: each repeat runs them all
-                    result = run_one(BACKENDS[backend], url, args.requests, mode, cores)
-                    results[(backend, mode)].append(result)
-                    print(
-                        f"[{repeat + 1}] {backend} {mode}: {result['rps']:.0f} req/s, "
-                        f"{result['cpu_us']:.0f} us/req, errors {result['errors']}",
-                        file=sys.stderr,
-                        flush=True,
+                    result = run_client(
+                        BACKENDS[backend], url, CONCURRENCY, args.requests, cores, "--otel", mode
                     )
+                    results[(backend, mode)].append(result)
+                    progress(f"[{repeat + 1}] {backend} {mode}", result)
     finally:
         process.terminate()
         process.wait()
@@ -97,8 +70,8 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], backends: list[
             cpu = [r["cpu_us"] for r in runs]
             rps = [r["rps"] for r in runs]
             lines.append(
-                f"| {backend} | {mode} | {_fmt(cpu)} | {statistics.median(cpu) / base_cpu:.3f} | "
-                f"{_fmt(rps)} | {statistics.median(rps) / base_rps:.3f} | "
+                f"| {backend} | {mode} | {fmt(cpu)} | {statistics.median(cpu) / base_cpu:.3f} | "
+                f"{fmt(rps)} | {statistics.median(rps) / base_rps:.3f} | "
                 f"{sum(r['errors'] for r in runs)} |"
             )
     return lines

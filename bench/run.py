@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .fake_server import cpu_seconds, start_fake
+from .runs import client_cores, run_client
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CLIENTS = (
@@ -71,25 +72,11 @@ OVERHEAD = [(0.0, 1), (0.0, 10)]
 SCALING = [(0.05, 10), (0.05, 50), (0.05, 100), (0.05, 200)]
 
 
-def _client_cores() -> tuple[set[int], int | None]:
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) > 1:
-        return set(cores[:-1]), cores[-1]
-    return set(cores), None
-
-
 def run_one(
     client: str, url: str, concurrency: int, requests: int, cores: set[int]
 ) -> dict[str, Any]:
     """One configuration in a fresh process; its JSON result."""
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.client", "--client", client, "--url", url,
-         "-c", str(concurrency), "-n", str(requests)],
-        check=True, capture_output=True, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cores),
-    ).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
+    return run_client(client, url, concurrency, requests, cores)
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
@@ -124,7 +111,7 @@ def main() -> None:
     parser.add_argument("--skip-operations", action="store_true", help="no query/cancel runs")
     args = parser.parse_args()
     clients = args.clients.split(",")
-    cores, server_core = _client_cores()
+    cores, server_core = client_cores()
 
     results: dict[tuple[str, float, int], list[dict[str, Any]]] = defaultdict(list)
     server_cpu: dict[float, list[float]] = defaultdict(list)
