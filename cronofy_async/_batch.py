@@ -268,6 +268,13 @@ class _Item(Generic[Q, M]):
         )
 
 
+def _from_ledger(result: BatchResult[Any, Any]) -> bool:
+    """Answered by the idempotency ledger without a send: a replay, or a refused unknown."""
+    return result.replayed or (
+        result.attempts == 0 and isinstance(result.error, OutcomeUnknownError)
+    )
+
+
 class _Wake:
     """Tells the reader of results to look again whether everything was accounted for."""
 
@@ -614,7 +621,7 @@ class BatchStream(Generic[Q, M]):
         failure: BaseException | None = None
         try:
             async for result in results:
-                trace.count(result.outcome)
+                trace.count(result.outcome, from_ledger=_from_ledger(result))
                 yield result
         except GeneratorExit:
             raise  # closed early: not a failure of the batch
@@ -624,7 +631,7 @@ class BatchStream(Generic[Q, M]):
         finally:
             await results.aclose()  # now, so that `unfinished` is complete before it is counted
             for result in self.unfinished:
-                trace.count(result.outcome)
+                trace.count(result.outcome, from_ledger=_from_ledger(result))
             trace.finish(failure)
 
     async def _run(self) -> AsyncGenerator[BatchResult[Q, M], None]:

@@ -294,17 +294,21 @@ class _Shared:
         picked up; without OpenTelemetry installed, never again.
         """
         telemetry = self.telemetry
-        if telemetry is not None:
-            return telemetry
+        if telemetry is not None and self.next_look == math.inf:
+            return telemetry  # providers given, or both global ones found: nothing to look for
         now = time.monotonic()
         if now < self.next_look:
-            return None
+            return telemetry
         otel = _otel_module()
         if otel is None:
             self.next_look = math.inf
             return None
-        self.next_look = now + otel.GLOBAL_CHECK_INTERVAL
-        self.telemetry = otel.from_globals(record_recipients=self.record_recipients)
+        # Looked for again while either global provider is missing: an application that sets
+        # its tracer provider, makes a call, then sets its meter provider gets both.
+        self.telemetry, complete = otel.from_globals(
+            record_recipients=self.record_recipients, current=telemetry
+        )
+        self.next_look = math.inf if complete else now + otel.GLOBAL_CHECK_INTERVAL
         return self.telemetry
 
     def use(self, make: Callable[[], OwnClient]) -> None:
@@ -887,6 +891,8 @@ class _FastAttempt(Generic[T]):
                 self.request,
             )
         except UndecodableBody as exc:
+            if self._observer is not None:
+                self._observer.answered(exc.head.status_code)  # answered, then unreadable
             raise error_from_undecodable(
                 exc, mutates=self._mutates, secret=shared.secret, now=shared.clock.wall()
             ) from exc.cause

@@ -39,7 +39,16 @@ def mask_emails(text: str) -> str:
 
 
 class _Console(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``CRONOFY_LOG`` installs: known by its class, so never installed twice."""
+    """
+    The handler ``CRONOFY_LOG`` installs: known by its class, so never installed twice.
+
+    It stands in for logging the application has not set up: once the root logger has a
+    handler (``logging.basicConfig`` after the import, say), a line reaches that one, and
+    printing it here too would print it twice.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not logging.getLogger().handlers and bool(super().filter(record))
 
 
 def console_handler(stream: TextIO | None = None) -> logging.Handler:
@@ -59,15 +68,19 @@ def configure_from_env(environ: Mapping[str, str] = os.environ) -> logging.Handl
     Turn on console logging at the level ``CRONOFY_LOG`` names (``debug`` or ``info``).
 
     Returns the console handler, the one already installed if called again; ``None`` (and
-    nothing changed) when the variable is unset or names another level.
+    nothing changed) when the variable is unset or names another level, which is said on
+    standard error.
 
     >>> configure_from_env({}) is None
     True
     """
-    level = _LEVELS.get(environ.get(ENV, "").strip().lower())
-    if level is None:
-        return None
+    asked = environ.get(ENV, "").strip().lower()
+    level = _LEVELS.get(asked)
     logger = logging.getLogger(LOGGER)
+    if level is None:
+        if asked:  # a typo must not look like a quiet library
+            sys.stderr.write(f"cronofy_async: {ENV}={asked!r} is not debug or info; ignored\n")
+        return None
     logger.setLevel(level)
     for handler in logger.handlers:
         if isinstance(handler, _Console):

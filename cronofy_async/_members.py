@@ -486,16 +486,21 @@ class Members(Calls):
             if isinstance(step, _Stop):
                 stop, step = step, None
             if stop is not None:
-                raise _pagination_error(path, stop, yielded=yielded, pages=seen.read)
+                raise _pagination_error(
+                    operation.name, path, stop, yielded=yielded, pages=seen.read
+                )
             if step is None:
                 return
             number, link = step
             operation = list_operation(path, read, page=number, url=link)
 
 
-def _pagination_error(path: str, stop: _Stop, *, yielded: int, pages: int) -> PaginationError:
+def _pagination_error(
+    name: str, path: str, stop: _Stop, *, yielded: int, pages: int
+) -> PaginationError:
     read = f"{_count(yielded, 'item')} on {_count(pages, 'page')}"
-    logger.warning("stopped listing %s after %s: %s", path, read, stop.detail)
+    # Named like every other line of the logger: the call (GET path), then what happened.
+    logger.warning("%s (GET %s): stopped listing after %s: %s", name, path, read, stop.detail)
     return PaginationError(
         f"listing {path} stopped after {read}, before its last page: {stop.detail}",
         path=path,

@@ -31,7 +31,12 @@ from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ._batch import Outcome, outcome_of
-from ._errors import APIConnectionError, APIStatusError, ConfigurationError
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    ConfigurationError,
+    OutcomeUnknownError,
+)
 from ._operation import loads
 from ._version import __version__
 
@@ -99,13 +104,19 @@ def attempt_error_type(error: BaseException) -> str:
 
 def redact_url(url: httpx.URL) -> str:
     """
-    `url` as ``url.full`` shows it: user and password, and every query value, ``REDACTED``.
+    `url` as ``url.full`` shows it: credentials, page token and query values ``REDACTED``.
 
     >>> redact_url(httpx.URL("https://u:p@api.cronofy.com/v1/x?sig=abc"))
     'https://REDACTED:REDACTED@api.cronofy.com/v1/x?sig=REDACTED'
+    >>> redact_url(httpx.URL("https://api.cronofy.com/v1/events/pages/08a07b034306679e"))
+    'https://api.cronofy.com/v1/events/pages/REDACTED'
     """
     if url.userinfo:
         url = url.copy_with(username="REDACTED", password="REDACTED")  # noqa: S106
+    path = url.path
+    if "/pages/" in path:
+        # A next_page link's token lets whoever holds it read the page: kept out, as in logs.
+        url = url.copy_with(path=path[: path.index("/pages/")] + "/pages/REDACTED")
     if url.query:
         params = [(name, "REDACTED") for name, _ in url.params.multi_items()]
         url = url.copy_with(params=params)
@@ -136,17 +147,28 @@ def _real_meter_provider() -> metrics.MeterProvider | None:
     return provider
 
 
-def from_globals(*, record_recipients: bool) -> Telemetry | None:
-    """Telemetry to the application's global providers, or ``None`` while it has set none."""
+def from_globals(
+    *, record_recipients: bool, current: Telemetry | None = None
+) -> tuple[Telemetry | None, bool]:
+    """
+    Telemetry to the application's global providers, and whether both are set.
+
+    ``None`` while it has set none; once both are set, there is nothing left to look for.
+    `current`, the telemetry found by an earlier look, is kept while the globals are the same.
+    """
     tracer_provider = _real_tracer_provider()
     meter_provider = _real_meter_provider()
+    complete = tracer_provider is not None and meter_provider is not None
     if tracer_provider is None and meter_provider is None:
-        return None
-    return Telemetry(
+        return None, False
+    if current is not None and current.providers == (tracer_provider, meter_provider):
+        return current, complete
+    telemetry = Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         record_recipients=record_recipients,
     )
+    return telemetry, complete
 
 
 def check_providers(tracer_provider: object, meter_provider: object) -> None:
@@ -170,6 +192,7 @@ class Telemetry:
         "_urls",
         "duration",
         "outcomes",
+        "providers",
         "record_recipients",
         "requests",
         "retries",
@@ -185,6 +208,7 @@ class Telemetry:
         record_recipients: bool = False,
     ) -> None:
         self.record_recipients = record_recipients
+        self.providers = (tracer_provider, meter_provider)
         self.tracer = (
             tracer_provider.get_tracer(SCOPE, __version__) if tracer_provider is not None else None
         )
@@ -262,6 +286,16 @@ class Telemetry:
 def _creates(operation: Operation[Any]) -> bool:
     # Only a create changes something and cannot be repeated: what becomes of it is an outcome.
     return operation.mutates and not operation.idempotent
+
+
+def answered_by_ledger(error: BaseException | None, sent: int) -> bool:
+    """
+    Whether a keyed create that sent nothing was refused by the idempotency ledger.
+
+    An earlier send of its key is unknown, or another call is sending it: its outcome was
+    counted with that send.
+    """
+    return sent == 0 and isinstance(error, OutcomeUnknownError)
 
 
 def _recipients(body: bytes | None) -> tuple[str, ...]:
@@ -394,7 +428,9 @@ class CallTrace:
                 record_exception=False,
                 set_status_on_exception=False,
             )
-        if _SUPPRESS_HTTP is not None:
+        if _SUPPRESS_HTTP is not None and self._attempt is not None:
+            # Our CLIENT span is this request's: an HTTP instrumentation's would repeat it.
+            # Without one of ours (metrics only), the instrumentation's is the only one.
             self._suppress = context.attach(context.set_value(_SUPPRESS_HTTP, True))
 
     def answered(self, status: int) -> None:
@@ -461,7 +497,7 @@ class CallTrace:
             else:
                 outcome = outcome_of(error, sent=self.sent)
             unknown = outcome is Outcome.UNKNOWN
-            if not _IN_BATCH.get():
+            if not _IN_BATCH.get() and not (replayed or answered_by_ledger(error, self.sent)):
                 self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": outcome.value})
         if not replayed:
             self._telemetry.wait.record(self.waited, self._base)
@@ -529,11 +565,19 @@ class BatchTrace:
         """A context of its own for one worker: the batch's span current, counted as such."""
         return self.worker_context.copy() if self.worker_context is not None else None
 
-    def count(self, outcome: Outcome) -> None:
-        """One item ended with `outcome`."""
+    def count(self, outcome: Outcome, *, from_ledger: bool = False) -> None:
+        """
+        One item ended with `outcome`.
+
+        `from_ledger`: answered by the idempotency ledger without a send (a replay, or an
+        earlier unknown refused again), so not a new create: on the span, not in the metric.
+        """
         value = outcome.value
         self.counts[value] = self.counts.get(value, 0) + 1
-        self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": value})
+        if from_ledger:
+            self.counts["replayed"] = self.counts.get("replayed", 0) + 1
+        else:
+            self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": value})
 
     def finish(self, error: BaseException | None = None) -> None:
         """The batch ended, with `error` if it failed or was cancelled."""
@@ -541,9 +585,11 @@ class BatchTrace:
         if span is None:
             return
         self.span = None
-        attributes: dict[str, Any] = {"cronofy.batch.items": sum(self.counts.values())}
+        items = sum(n for name, n in self.counts.items() if name != "replayed")
+        attributes: dict[str, Any] = {"cronofy.batch.items": items}
         for outcome in Outcome:
             attributes[f"cronofy.batch.{outcome.value}"] = self.counts.get(outcome.value, 0)
+        attributes["cronofy.batch.from_ledger"] = self.counts.get("replayed", 0)
         if error is not None:
             kind = error_type(error)
             attributes["error.type"] = kind

@@ -152,7 +152,10 @@ async def test_a_refused_page_link_is_one_warning(
         _ = [m async for m in api.iter_organizational_unit_members()]
     ((level, message),) = lines(caplog)
     assert level == "WARNING"
-    assert message.startswith("stopped listing /v1/organizational_unit_members after 1 item")
+    assert message.startswith(
+        "iter_organizational_unit_members (GET /v1/organizational_unit_members): "
+        "stopped listing after 1 item"
+    )
     assert "evil.example" not in message
     assert "m@example.com" not in caplog.text
 
@@ -214,13 +217,33 @@ def test_without_cronofy_log_nothing_changes(
     assert (list(clean_logger.handlers), clean_logger.level) == before
 
 
-def test_the_console_format_names_the_logger_and_level() -> None:
+def test_the_console_format_names_the_logger_and_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # logging not set up
     stream = io.StringIO()
     handler = console_handler(stream)
     handler.handle(
         logging.LogRecord("cronofy_async", logging.WARNING, __file__, 1, "hello %s", ("x",), None)
     )
     assert stream.getvalue().endswith("WARNING cronofy_async: hello x\n")
+
+
+def test_the_console_stands_aside_once_the_application_sets_up_logging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CRONOFY_LOG, then logging.basicConfig(): each line once, through the application's.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.NullHandler()])
+    stream = io.StringIO()
+    console_handler(stream).handle(
+        logging.LogRecord("cronofy_async", logging.WARNING, __file__, 1, "hello", (), None)
+    )
+    assert stream.getvalue() == ""
+
+
+def test_a_cronofy_log_value_it_does_not_know_is_said_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert configure_from_env({"CRONOFY_LOG": "verbose"}) is None
+    assert "CRONOFY_LOG='verbose' is not debug or info" in capsys.readouterr().err
 
 
 def test_cronofy_log_prints_every_line_and_never_the_secret() -> None:

@@ -374,7 +374,8 @@ async def test_a_keyed_create_answered_from_the_ledger_is_a_span_with_nothing_se
     assert replayed.attributes["cronofy.replayed"] is True
     assert replayed.attributes["cronofy.attempts"] == 0
     assert otel.children(replayed) == []
-    assert otel.total("cronofy.client.outcomes", **{"cronofy.outcome": "created"}) == 2
+    # One invite: a replay is not a second create (it was counted when it was sent).
+    assert otel.total("cronofy.client.outcomes", **{"cronofy.outcome": "created"}) == 1
     # The key is the caller's and may be an email: it is never exported.
     assert "doc@evenitron.com" not in everything_exported(otel)
 
@@ -460,7 +461,8 @@ async def test_query_values_of_a_page_link_are_redacted(
         for s in otel.spans()
         if s.kind is SpanKind.CLIENT and s.attributes is not None
     ]
-    assert urls == [members, f"{members}/pages/t2?sig=REDACTED"]
+    # The link's token reads the page, as its query may: neither is exported.
+    assert urls == [members, f"{members}/pages/REDACTED?sig=REDACTED"]
     assert "marty@example.com" not in everything_exported(otel)
 
 

@@ -187,6 +187,7 @@ async def test_a_batch_is_one_span_over_its_items(
         "cronofy.batch.items": 6,
         "cronofy.batch.created": 5,
         "cronofy.batch.failed": 0,
+        "cronofy.batch.from_ledger": 0,
         "cronofy.batch.unknown": 1,
         "cronofy.batch.not_sent": 0,
     }
