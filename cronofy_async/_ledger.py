@@ -262,12 +262,17 @@ def release_transition(
 
 
 def renew_transition(
-    current: LedgerEntry | None, *, owner: str, now: float, lease: float
+    current: LedgerEntry | None, *, owner: str, now: float, lease: float, ttl: float
 ) -> LedgerEntry | None:
-    """The entry with `owner`'s lease moved to `now` + `lease`; ``None`` if not its claim."""
+    """
+    The entry with `owner`'s lease moved to `now` + `lease`; ``None`` if not its claim.
+
+    Its expiry moves too: a claim still held must never expire under its holder (a call that
+    outlasts the TTL would otherwise leave the key free for another process to send).
+    """
     if current is None or not current.held_by(owner) or (current.lease_expires or 0) <= now:
         return None
-    return _changed(current, lease_expires=now + lease)
+    return _changed(current, lease_expires=now + lease, expires_at=_moment(now + ttl))
 
 
 def check_ledger_options(
@@ -433,7 +438,9 @@ class MemoryLedger:
     async def renew(self, key: str, *, owner: str) -> None:
         """Extend `owner`'s claim on `key` (see `Ledger.renew`)."""
         now = self._now()
-        entry = renew_transition(self._current(key, now), owner=owner, now=now, lease=self.lease)
+        entry = renew_transition(
+            self._current(key, now), owner=owner, now=now, lease=self.lease, ttl=self.ttl
+        )
         if entry is not None:
             self._write(key, entry)
 

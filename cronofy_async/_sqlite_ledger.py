@@ -17,6 +17,7 @@ claim to lapse to `UNKNOWN`, which is never sent again by itself.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import math
@@ -25,6 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +159,21 @@ _STOP: Final = object()
 _SYNC: Final = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
 
 
+_RUNNING: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
+"""Ledgers that started a database thread: drained when the interpreter exits."""
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    # A create returns before its queued outcome is committed; a script that ends without
+    # aclose() must still leave it CREATED, not a claim that lapses to UNKNOWN. The database
+    # threads are daemons, frozen once atexit is over: each finishes its queue first.
+    for ledger in list(_RUNNING):
+        thread = ledger._stop()
+        if thread is not None:
+            thread.join(ledger.timeout)
+
+
 class _Expired(Exception):  # noqa: N818 - a signal between the timer and the caller
     """The ledger's timeout passed before the database thread answered."""
 
@@ -264,7 +281,9 @@ class SQLiteLedger:
 
         def work(db: sqlite3.Connection, now: float) -> None:
             current = _entry(db.execute(_SELECT, (key,)).fetchone())
-            entry = renew_transition(current, owner=owner, now=now, lease=self.lease)
+            entry = renew_transition(
+                current, owner=owner, now=now, lease=self.lease, ttl=self.ttl
+            )
             if entry is not None:
                 self._write(db, entry, now)
 
@@ -336,13 +355,18 @@ class SQLiteLedger:
 
     async def aclose(self) -> None:
         """Stop the database thread and close the file. Used again, it opens it again."""
+        thread = self._stop()
+        if thread is not None and thread.is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    def _stop(self) -> threading.Thread | None:
+        """Ask the database thread to stop once its queue is done; the thread, if any."""
         with self._lock:
             thread, self._thread = self._thread, None
             if thread is not None:
                 # Under the lock: no job can follow the stop into this thread's queue.
                 self._jobs.put(_STOP)
-        if thread is not None and thread.is_alive():
-            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        return thread
 
     async def __aenter__(self) -> Self:
         return self
@@ -410,6 +434,7 @@ class SQLiteLedger:
                     target=self._serve, args=(self._jobs,), name="cronofy-ledger", daemon=True
                 )
                 self._thread.start()
+                _RUNNING.add(self)
             self._jobs.put(job)
 
     def _connect(self) -> sqlite3.Connection:
@@ -496,8 +521,11 @@ class SQLiteLedger:
             now = time.time()
             late = time.monotonic()
             for job in jobs:
-                if job.abandoned or late > job.deadline:
-                    continue  # its caller gave up: nothing of it may be committed
+                if job.abandoned or (job.future is not None and late > job.deadline):
+                    # Its caller gave up: nothing of it may be committed. A queued outcome
+                    # (no caller waits) is recorded however late: dropping it would leave
+                    # the key unknown.
+                    continue
                 try:
                     answers.append((job, job.work(db, now), False))
                 except sqlite3.Error:

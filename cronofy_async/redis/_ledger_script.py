@@ -71,6 +71,8 @@ elseif op == 'renew' then
   local e = load()
   if e and e.state == 'sending' and e.owner == ARGV[4] and tonumber(e.lease) > now then
     redis.call('HSET', k, 'lease', now + lease)
+    -- Never expires under its holder, however long the call takes.
+    redis.call('PEXPIRE', k, ttl)
   end
   return {}
 elseif op == 'settle' then
