@@ -275,6 +275,9 @@ def renew_transition(
     return _changed(current, lease_expires=now + lease, expires_at=_moment(now + ttl))
 
 
+_LONGEST_TTL: Final = 10 * 365.25 * 86400
+
+
 def check_ledger_options(
     kind: str, *, ttl: object, lease: object, wait: object, timeout: object
 ) -> tuple[float, float, float, float]:
@@ -291,6 +294,11 @@ def check_ledger_options(
             )
         checked.append(float(value))
     ttl_, lease_, wait_, timeout_ = checked
+    if ttl_ > _LONGEST_TTL:
+        # Dates that far ahead overflow: every create would fail, not this line.
+        raise ConfigurationError(
+            f"{kind} ttl must be at most {_LONGEST_TTL:g} s (ten years), got {ttl_:g}"
+        )
     if lease_ >= ttl_:
         raise ConfigurationError(f"{kind} lease ({lease_:g} s) must be shorter than ttl")
     return ttl_, lease_, wait_, timeout_

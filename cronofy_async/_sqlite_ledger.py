@@ -88,7 +88,7 @@ _INSERT_NEW: Final = (
 _SETTLE_HELD: Final = (
     "UPDATE cronofy_idempotency SET state = ?, request_id = ?, result = ?, owner = NULL, "
     "lease_expires = NULL, resending = 0, updated_at = ?, expires_at = ? "
-    "WHERE key = ? AND state = 'sending' AND owner = ? AND resending = 0"
+    "WHERE key = ? AND state = 'sending' AND owner = ? AND resending = 0 AND expires_at > ?"
 )
 _DELETE: Final = "DELETE FROM cronofy_idempotency WHERE key = ?"
 _PURGE: Final = "DELETE FROM cronofy_idempotency WHERE expires_at <= ?"
@@ -119,6 +119,14 @@ def _entry(row: tuple[Any, ...] | None) -> LedgerEntry | None:
         updated_at=datetime.fromtimestamp(updated, UTC),
         expires_at=datetime.fromtimestamp(expires, UTC),
     )
+
+
+def _live(row: tuple[Any, ...] | None, now: float) -> LedgerEntry | None:
+    """The entry of `row` unless it has expired: an expired row is no entry, as in memory."""
+    entry = _entry(row)
+    if entry is None or entry.expires_at.timestamp() <= now:
+        return None
+    return entry
 
 
 def _row(entry: LedgerEntry) -> tuple[Any, ...]:
@@ -280,10 +288,8 @@ class SQLiteLedger:
         """Extend `owner`'s claim on `key` (see `Ledger.renew`)."""
 
         def work(db: sqlite3.Connection, now: float) -> None:
-            current = _entry(db.execute(_SELECT, (key,)).fetchone())
-            entry = renew_transition(
-                current, owner=owner, now=now, lease=self.lease, ttl=self.ttl
-            )
+            current = _live(db.execute(_SELECT, (key,)).fetchone(), now)
+            entry = renew_transition(current, owner=owner, now=now, lease=self.lease, ttl=self.ttl)
             if entry is not None:
                 self._write(db, entry, now)
 
@@ -314,13 +320,14 @@ class SQLiteLedger:
                         now + self.ttl,
                         key,
                         owner,
+                        now,
                     ),
                 ).rowcount
             ):
                 self._count_write(db, now)
                 return
             entry = settle_transition(
-                _entry(db.execute(_SELECT, (key,)).fetchone()),
+                _live(db.execute(_SELECT, (key,)).fetchone(), now),
                 owner=owner,
                 state=state,
                 request_id=request_id,
@@ -340,7 +347,7 @@ class SQLiteLedger:
         """Give `owner`'s claim back unsent (see `Ledger.release`)."""
 
         def work(db: sqlite3.Connection, now: float) -> None:
-            current = _entry(db.execute(_SELECT, (key,)).fetchone())
+            current = _live(db.execute(_SELECT, (key,)).fetchone(), now)
             entry, changed = release_transition(current, owner=owner, now=now)
             if not changed:
                 return

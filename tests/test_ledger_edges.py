@@ -159,3 +159,43 @@ def test_a_queued_outcome_is_not_dropped_silently_when_the_thread_runs_late(
     # No one waits for a settle, so its deadline protects no caller: it must still be applied
     # (at the very least, the loss must be logged as every other lost outcome is).
     assert state is LedgerState.CREATED or caplog.records, (state, caplog.records)
+
+
+# -- the TTL: bounded, and an expired entry is no entry in every ledger ------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_a_ttl_beyond_ten_years_is_refused_when_the_ledger_is_made(
+    kind: str, tmp_path: Path
+) -> None:
+    from cronofy_async import ConfigurationError, MemoryLedger
+    from cronofy_async.redis import RedisLedger
+
+    make: dict[str, Callable[[], object]] = {
+        "memory": lambda: MemoryLedger(ttl=1e12),
+        "sqlite": lambda: SQLiteLedger(tmp_path / "k.db", ttl=1e12),
+        "redis": lambda: RedisLedger("redis://127.0.0.1:1", namespace="ttl", ttl=1e12),
+    }
+    with pytest.raises(ConfigurationError, match="ttl must be at most"):
+        make[kind]()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_outcome_settled_after_the_ttl_revives_nothing(kind: str, tmp_path: Path) -> None:
+    from cronofy_async import MemoryLedger
+
+    async def main() -> object:
+        ledger: Ledger = (
+            MemoryLedger(ttl=0.4, lease=0.2)
+            if kind == "memory"
+            else SQLiteLedger(tmp_path / "k.db", ttl=0.4, lease=0.2)
+        )
+        await ledger.claim("k", "fp", owner="o")
+        await asyncio.sleep(0.6)  # the holder went silent past the TTL: the entry is gone
+        await ledger.settle("k", owner="o", state=LedgerState.CREATED, request_id="s", result=b"{}")
+        await ledger.renew("k", owner="o")
+        entry = await ledger.get("k")
+        await ledger.aclose()
+        return entry
+
+    assert asyncio.run(main()) is None
