@@ -132,14 +132,20 @@ def everything_exported(telemetry: Telemetry) -> str:
     return "\n".join(found)
 
 
-@pytest.fixture
-def otel() -> Iterator[Telemetry]:
-    """Tracer and meter providers of the test's own, recording in memory."""
+def in_memory() -> Telemetry:
+    """Tracer and meter providers of their own, recording in memory."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Telemetry(tracer_provider, meter_provider, exporter, reader)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    return Telemetry(tracer_provider, meter_provider, exporter, reader)
+
+
+@pytest.fixture
+def otel() -> Iterator[Telemetry]:
+    """Tracer and meter providers of the test's own, recording in memory."""
+    telemetry = in_memory()
+    yield telemetry
+    telemetry.tracer_provider.shutdown()
+    telemetry.meter_provider.shutdown()

@@ -20,11 +20,6 @@ from typing import Literal
 
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from cronofy_async import (
@@ -41,19 +36,14 @@ from cronofy_async import (
 )
 from cronofy_async.testing import FakeCronofy, Fault
 from tests.helpers import http_response, raw_server
-from tests.otel_support import Telemetry
+from tests.otel_support import Telemetry, in_memory
 
 Backend = Literal["httpx", "aiohttp"]
 MAIN = Path(__file__).resolve().parent.parent
 
 
 def make_otel() -> Telemetry:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    return Telemetry(tracer_provider, meter_provider, exporter, reader)
+    return in_memory()
 
 
 def invite(i: int = 0) -> NewSchedulerRequest:
