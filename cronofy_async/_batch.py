@@ -268,11 +268,19 @@ class _Item(Generic[Q, M]):
         )
 
 
+def answered_by_ledger(error: BaseException | None, sent: int) -> bool:
+    """
+    Whether a keyed create that sent nothing was refused by the idempotency ledger.
+
+    An earlier send of its key is unknown, or another call is sending it: its outcome was
+    counted with that send.
+    """
+    return sent == 0 and isinstance(error, OutcomeUnknownError)
+
+
 def _from_ledger(result: BatchResult[Any, Any]) -> bool:
     """Answered by the idempotency ledger without a send: a replay, or a refused unknown."""
-    return result.replayed or (
-        result.attempts == 0 and isinstance(result.error, OutcomeUnknownError)
-    )
+    return result.replayed or answered_by_ledger(result.error, result.attempts)
 
 
 class _Wake:

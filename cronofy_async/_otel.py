@@ -30,13 +30,8 @@ import httpx
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._batch import Outcome, outcome_of
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    ConfigurationError,
-    OutcomeUnknownError,
-)
+from ._batch import Outcome, answered_by_ledger, outcome_of
+from ._errors import APIConnectionError, APIStatusError, ConfigurationError
 from ._operation import loads
 from ._version import __version__
 
@@ -288,16 +283,6 @@ def _creates(operation: Operation[Any]) -> bool:
     return operation.mutates and not operation.idempotent
 
 
-def answered_by_ledger(error: BaseException | None, sent: int) -> bool:
-    """
-    Whether a keyed create that sent nothing was refused by the idempotency ledger.
-
-    An earlier send of its key is unknown, or another call is sending it: its outcome was
-    counted with that send.
-    """
-    return sent == 0 and isinstance(error, OutcomeUnknownError)
-
-
 def _recipients(body: bytes | None) -> tuple[str, ...]:
     try:
         recipients = loads(body or b"{}").get("recipients") or ()
@@ -530,7 +515,7 @@ class CallTrace:
 class BatchTrace:
     """One batch as it is reported: its span, the context its workers run in, its counts."""
 
-    __slots__ = ("_base", "_name", "_telemetry", "counts", "span", "worker_context")
+    __slots__ = ("_base", "_name", "_telemetry", "counts", "from_ledger", "span", "worker_context")
 
     def __init__(self, telemetry: Telemetry, name: str, operation: str, data_center: str) -> None:
         self._telemetry = telemetry
@@ -538,6 +523,7 @@ class BatchTrace:
         # Items are counted as the creates they are, whichever batch sent them.
         self._base = {"cronofy.operation": operation, "cronofy.data_center": data_center}
         self.counts: dict[str, int] = {}
+        self.from_ledger = 0
         self.span: trace.Span | None = None
         self.worker_context: contextvars.Context | None = None
 
@@ -575,7 +561,7 @@ class BatchTrace:
         value = outcome.value
         self.counts[value] = self.counts.get(value, 0) + 1
         if from_ledger:
-            self.counts["replayed"] = self.counts.get("replayed", 0) + 1
+            self.from_ledger += 1
         else:
             self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": value})
 
@@ -585,11 +571,10 @@ class BatchTrace:
         if span is None:
             return
         self.span = None
-        items = sum(n for name, n in self.counts.items() if name != "replayed")
-        attributes: dict[str, Any] = {"cronofy.batch.items": items}
+        attributes: dict[str, Any] = {"cronofy.batch.items": sum(self.counts.values())}
         for outcome in Outcome:
             attributes[f"cronofy.batch.{outcome.value}"] = self.counts.get(outcome.value, 0)
-        attributes["cronofy.batch.from_ledger"] = self.counts.get("replayed", 0)
+        attributes["cronofy.batch.from_ledger"] = self.from_ledger
         if error is not None:
             kind = error_type(error)
             attributes["error.type"] = kind

@@ -76,13 +76,9 @@ _COLUMNS: Final = (
     "created_at, updated_at, expires_at"
 )
 _SELECT: Final = f"SELECT {_COLUMNS} FROM cronofy_idempotency WHERE key = ?"  # noqa: S608
-_UPSERT: Final = (
-    f"INSERT OR REPLACE INTO cronofy_idempotency ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"  # noqa: S608
-)
-_INSERT_NEW: Final = (
-    f"INSERT INTO cronofy_idempotency ({_COLUMNS}) VALUES ({', '.join('?' * 11)}) "  # noqa: S608
-    "ON CONFLICT (key) DO NOTHING"
-)
+_VALUES: Final = f"cronofy_idempotency ({_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_UPSERT: Final = f"INSERT OR REPLACE INTO {_VALUES}"
+_INSERT_NEW: Final = f"INSERT INTO {_VALUES} ON CONFLICT (key) DO NOTHING"
 # A settle of a claim its owner still holds, not a resend: the common case, in one statement.
 # Anything else (lapsed, resending, taken over) reads the row and applies settle_transition.
 _SETTLE_HELD: Final = (
@@ -95,11 +91,11 @@ _PURGE: Final = "DELETE FROM cronofy_idempotency WHERE expires_at <= ?"
 _PURGE_EVERY: Final = 1000
 """Writes between two purges of expired entries."""
 _GROUP: Final = 256
+"""The most requests run in one transaction."""
 _LINGER: Final = 0.002
 """How long a busy database thread waits for more claims to share one claim's disk sync."""
 _BUSY: Final = 0.02
 """A thread that committed this recently is busy: a lone call after a pause never lingers."""
-"""The most requests run in one transaction."""
 
 
 def _entry(row: tuple[Any, ...] | None) -> LedgerEntry | None:

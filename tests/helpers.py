@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 
 import attrs
 
@@ -207,3 +212,25 @@ def reachable_text(error: BaseException) -> str:
 
     walk(error, 0)
     return "\n".join(found)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """
+    `code` (dedented) in a fresh interpreter at the project's root, its output captured.
+
+    For what must start afresh: global OpenTelemetry providers, logging set-up, the
+    interpreter's exit. The caller's ``CRONOFY_*`` variables are left out; `env` adds to it.
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CRONOFY")}
+    return subprocess.run(  # noqa: S603 - our own interpreter, our own code
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+        env={**environ, **env},
+    )

@@ -30,7 +30,7 @@ from cronofy_async import (
 from cronofy_async._logs import ENV, configure_from_env, console_handler
 
 from .conftest import CREATE_URL, SECRET, ok_response, seed_request
-from .helpers import FakeClock, use_clock
+from .helpers import FakeClock, run_python, use_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 CREATE = "create_scheduler_request (POST /v1/scheduler_requests)"
@@ -306,3 +306,36 @@ def test_cronofy_log_prints_every_line_and_never_the_secret() -> None:
     assert quiet.returncode == 0, quiet.stderr
     # Without CRONOFY_LOG, Python's last resort prints warnings only, as for any library.
     assert "retrying" not in quiet.stderr
+
+
+def test_cronofy_log_with_logging_configured_prints_each_line_once() -> None:
+    done = run_python(
+        """
+        import asyncio, logging
+        from cronofy_async import Event, Host, NewSchedulerRequest, Recipient
+        from cronofy_async.testing import FakeCronofy, Fault
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        fake = FakeCronofy(members=["acc_1"], rate_limit=None)
+        fake.inject(Fault.DROP_AFTER)
+        api = fake.api(rate_limit=None)
+
+        async def main():
+            request = NewSchedulerRequest(
+                host=Host(sub="acc_1"),
+                recipients=[Recipient(email="a@example.com")],
+                event=Event(summary="x"),
+            )
+            try:
+                await api.create_scheduler_request(request)
+            except Exception:
+                pass
+            await api.aclose()
+
+        asyncio.run(main())
+        """,
+        CRONOFY_LOG="info",
+    )
+    assert done.returncode == 0, done.stderr
+    unknown = [line for line in done.stderr.splitlines() if "outcome unknown" in line]
+    assert len(unknown) == 1, unknown

@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Literal
 
@@ -51,20 +47,6 @@ def invite(i: int = 0) -> NewSchedulerRequest:
         host=Host(sub="acc_1"),
         recipients=[Recipient(email=f"person{i}@example.com")],
         event=Event(summary="Intro call"),
-    )
-
-
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CRONOFY")}
-    environ.update(env)
-    return subprocess.run(  # noqa: S603 - our own interpreter, our own code
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=MAIN,
-        env=environ,
     )
 
 
@@ -112,54 +94,6 @@ def test_an_unknown_outcome_refused_again_from_the_ledger_is_not_a_new_unknown()
     assert fake.received == 1
     # One ambiguous invite, counted as three unknown outcomes.
     assert otel.total("cronofy.client.outcomes", **{"cronofy.outcome": "unknown"}) == 1
-
-
-# -- a global provider found later is picked up, whichever came first ------------------------
-
-
-def test_a_global_meter_provider_set_after_the_tracer_provider_is_picked_up() -> None:
-    done = run_python(
-        """
-        import asyncio
-        from opentelemetry import metrics, trace
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-            InMemorySpanExporter,
-        )
-        from cronofy_async import Event, Host, NewSchedulerRequest, Recipient, _otel
-        from cronofy_async.testing import FakeCronofy
-
-        _otel.GLOBAL_CHECK_INTERVAL = 0.0  # look at every call, not once a second
-        fake = FakeCronofy(members=["acc_1"], rate_limit=None)
-        api = fake.api(rate_limit=None)
-        request = NewSchedulerRequest(
-            host=Host(sub="acc_1"),
-            recipients=[Recipient(email="a@example.com")],
-            event=Event(summary="x"),
-        )
-
-        async def main():
-            exporter = InMemorySpanExporter()
-            provider = TracerProvider()
-            provider.add_span_processor(SimpleSpanProcessor(exporter))
-            trace.set_tracer_provider(provider)          # tracing configured first...
-            await api.create_scheduler_request(request)  # ...a call (a warm-up, a health check)
-            reader = InMemoryMetricReader()
-            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))  # ...then metrics
-            await api.create_scheduler_request(request)
-            await api.aclose()
-            data = reader.get_metrics_data()
-            print("metrics" if data is not None and "cronofy.client.requests" in data.to_json()
-                  else "no metrics")
-
-        asyncio.run(main())
-        """
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "metrics"
 
 
 # -- meter_provider= alone leaves HTTP spans to the application's instrumentation -----------
@@ -245,42 +179,6 @@ def test_an_undecodable_answer_keeps_its_status_code(backend: Backend) -> None:
     (http,) = [s for s in otel.spans() if s.kind is SpanKind.CLIENT]
     assert http.attributes is not None
     assert http.attributes.get("http.response.status_code") == 200, dict(http.attributes)
-
-
-# -- CRONOFY_LOG then the application's logging: each line once -----------------------------
-
-
-def test_cronofy_log_with_logging_configured_prints_each_line_once() -> None:
-    done = run_python(
-        """
-        import asyncio, logging
-        from cronofy_async import Event, Host, NewSchedulerRequest, Recipient
-        from cronofy_async.testing import FakeCronofy, Fault
-
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        fake = FakeCronofy(members=["acc_1"], rate_limit=None)
-        fake.inject(Fault.DROP_AFTER)
-        api = fake.api(rate_limit=None)
-
-        async def main():
-            request = NewSchedulerRequest(
-                host=Host(sub="acc_1"),
-                recipients=[Recipient(email="a@example.com")],
-                event=Event(summary="x"),
-            )
-            try:
-                await api.create_scheduler_request(request)
-            except Exception:
-                pass
-            await api.aclose()
-
-        asyncio.run(main())
-        """,
-        CRONOFY_LOG="info",
-    )
-    assert done.returncode == 0, done.stderr
-    unknown = [line for line in done.stderr.splitlines() if "outcome unknown" in line]
-    assert len(unknown) == 1, unknown
 
 
 # -- the refused page link line names the operation ----------------------------------------

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +33,7 @@ from cronofy_async import (
 from cronofy_async.testing import FakeCronofy, Fault
 from cronofy_async.testing._server import listening_socket
 
-from .helpers import FakeClock, use_clock
+from .helpers import FakeClock, run_python, use_clock
 from .otel_support import Telemetry, everything_exported, otel
 
 __all__ = ["otel"]
@@ -369,29 +366,16 @@ def test_a_second_event_loop_reports_too(otel: Telemetry) -> None:
     assert first.context.trace_id != second.context.trace_id
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter, our own code
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-def test_a_global_provider_set_after_the_first_call_is_picked_up() -> None:
-    done = run_python(
-        """
+# A fresh process: the global providers can be set once in each. Indented as the tests' own
+# code is, so that the two dedent as one.
+FRESH_PROCESS = """
         import asyncio
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-            InMemorySpanExporter,
-        )
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
         from cronofy_async import Event, Host, NewSchedulerRequest, Recipient, _otel
         from cronofy_async.testing import FakeCronofy
 
@@ -403,7 +387,13 @@ def test_a_global_provider_set_after_the_first_call_is_picked_up() -> None:
             recipients=[Recipient(email="a@example.com")],
             event=Event(summary="x"),
         )
+        """
 
+
+def test_a_global_provider_set_after_the_first_call_is_picked_up() -> None:
+    done = run_python(
+        FRESH_PROCESS
+        + """
         async def main():
             await api.create_scheduler_request(request)
             assert api._shared.telemetry is None
@@ -426,6 +416,31 @@ def test_a_global_provider_set_after_the_first_call_is_picked_up() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_global_meter_provider_set_after_the_tracer_provider_is_picked_up() -> None:
+    done = run_python(
+        FRESH_PROCESS
+        + """
+        async def main():
+            exporter = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)          # tracing configured first...
+            await api.create_scheduler_request(request)  # ...a call (a warm-up, a health check)
+            reader = InMemoryMetricReader()
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))  # ...then metrics
+            await api.create_scheduler_request(request)
+            await api.aclose()
+            data = reader.get_metrics_data()
+            print("metrics" if data is not None and "cronofy.client.requests" in data.to_json()
+                  else "no metrics")
+
+        asyncio.run(main())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "metrics"
 
 
 def test_without_opentelemetry_the_library_runs_and_says_what_is_missing() -> None:
