@@ -273,9 +273,10 @@ def answered_by_ledger(error: BaseException | None, sent: int) -> bool:
     Whether a keyed create that sent nothing was refused by the idempotency ledger.
 
     An earlier send of its key is unknown, or another call is sending it: its outcome was
-    counted with that send.
+    counted with that send. Not when its sender died mid-send: then no call counted it, and
+    this one, the first to find it lapsed, does.
     """
-    return sent == 0 and isinstance(error, OutcomeUnknownError)
+    return sent == 0 and isinstance(error, OutcomeUnknownError) and not error.holder_died
 
 
 def _from_ledger(result: BatchResult[Any, Any]) -> bool:

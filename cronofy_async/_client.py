@@ -685,7 +685,13 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         *,
         keyed: bool = False,
     ) -> Coroutine[Any, Any, T]:
-        url, url_text = self._url_for(operation)
+        if operation.url is None:
+            url, url_text = self._url_for(operation)
+        else:
+            # A page link the server gave: whatever lies below the list's own path is its
+            # token, which reads the page. Reported as the list's URL and a placeholder.
+            url_text = f"{self._base_url}{operation.path.partition('?')[0]}/REDACTED"
+            url = httpx.URL(url_text)
         return telemetry.call(
             operation,
             data_center=self._data_center.value,
@@ -700,7 +706,12 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
         telemetry = self._shared.telemetry_now()
         if telemetry is None:
             return None
-        return telemetry.batch(name, operation=operation, data_center=self._data_center.value)
+        return telemetry.batch(
+            name,
+            operation=operation,
+            data_center=self._data_center.value,
+            current=self._shared.telemetry_now,
+        )
 
     def _pipeline(
         self,

@@ -320,7 +320,7 @@ class OutcomeUnknownError(APIError):
             print(error.key, "may already have been invited")
     """
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str, *, holder_died: bool = False) -> None:
         super().__init__(
             f"idempotency key {key!r}: {reason}, so the invite may exist; nothing was sent. "
             "Check whether it does, or pass resend_unknown=True to send it again anyway",
@@ -329,6 +329,9 @@ class OutcomeUnknownError(APIError):
         )
         self.key = key
         """The idempotency key whose outcome is unknown."""
+        self.holder_died = holder_died
+        """This call was the first to find the earlier sender's claim lapsed: it died
+        mid-send, so no call reported that send's outcome before this one."""
 
 
 class APIStatusError(_ResponseError):

@@ -293,6 +293,10 @@ async def send_once(
         if entry.state is LedgerState.CREATED:
             return _replay(operation, entry, secret, on_send)
         if entry.state is LedgerState.UNKNOWN:
+            if entry.lapsed:
+                raise OutcomeUnknownError(
+                    key, "an earlier send's process died mid-send", holder_died=True
+                )
             raise OutcomeUnknownError(key, "an earlier send's outcome is unknown")
         # SENDING, by a call of another process: ask the ledger again shortly.
         if deadline is None:

@@ -121,6 +121,11 @@ class LedgerEntry:
     """Cronofy's answer to the create, when `CREATED`: what a replay is read from."""
     resending: bool = attrs.field(default=False, repr=False)
     """The claim was taken over an `UNKNOWN` (``resend_unknown``): a release restores it."""
+    lapsed: bool = attrs.field(default=False, repr=False, eq=False)
+    """
+    This very answer found a claim past its lease and made it `UNKNOWN`: its holder died
+    mid-send and never reported it. Never stored: only the first to see the lapse is told.
+    """
 
     def held_by(self, owner: str) -> bool:
         """Whether `owner` holds this entry's claim (it may send)."""
@@ -142,6 +147,7 @@ class LedgerEntry:
                 lease_expires=None,
                 resending=False,
                 updated_at=_moment(now),
+                lapsed=True,
             )
         return self
 
@@ -440,7 +446,8 @@ class MemoryLedger:
             ttl=self.ttl,
         )
         if changed:
-            self._write(key, entry)
+            # The lapse is news to this caller only: what is kept says nothing of it.
+            self._write(key, _changed(entry) if entry.lapsed else entry)
         return entry
 
     async def renew(self, key: str, *, owner: str) -> None:

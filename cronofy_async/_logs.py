@@ -42,13 +42,24 @@ class _Console(logging.StreamHandler):  # type: ignore[type-arg]
     """
     The handler ``CRONOFY_LOG`` installs: known by its class, so never installed twice.
 
-    It stands in for logging the application has not set up: once the root logger has a
-    handler (``logging.basicConfig`` after the import, say), a line reaches that one, and
-    printing it here too would print it twice.
+    It stands in for logging the application has not set up: once a handler of the root
+    logger prints a line too (``logging.basicConfig`` after the import, say), printing it
+    here as well would print it twice. A ``NullHandler``, or one above the line's level,
+    prints nothing: then this one does.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not logging.getLogger().handlers and bool(super().filter(record))
+        return not _printed_elsewhere(record) and bool(super().filter(record))
+
+
+def _printed_elsewhere(record: logging.LogRecord) -> bool:
+    """Whether a handler of the application's root logger will print `record` too."""
+    if not logging.getLogger(LOGGER).propagate:
+        return False
+    return any(
+        not isinstance(handler, logging.NullHandler) and record.levelno >= handler.level
+        for handler in logging.getLogger().handlers
+    )
 
 
 def console_handler(stream: TextIO | None = None) -> logging.Handler:

@@ -99,19 +99,15 @@ def attempt_error_type(error: BaseException) -> str:
 
 def redact_url(url: httpx.URL) -> str:
     """
-    `url` as ``url.full`` shows it: credentials, page token and query values ``REDACTED``.
+    `url` as ``url.full`` shows it: user, password and query values ``REDACTED``.
+
+    (A page link's token is left out before: the call reports the list's URL instead.)
 
     >>> redact_url(httpx.URL("https://u:p@api.cronofy.com/v1/x?sig=abc"))
     'https://REDACTED:REDACTED@api.cronofy.com/v1/x?sig=REDACTED'
-    >>> redact_url(httpx.URL("https://api.cronofy.com/v1/events/pages/08a07b034306679e"))
-    'https://api.cronofy.com/v1/events/pages/REDACTED'
     """
     if url.userinfo:
         url = url.copy_with(username="REDACTED", password="REDACTED")  # noqa: S106
-    path = url.path
-    if "/pages/" in path:
-        # A next_page link's token lets whoever holds it read the page: kept out, as in logs.
-        url = url.copy_with(path=path[: path.index("/pages/")] + "/pages/REDACTED")
     if url.query:
         params = [(name, "REDACTED") for name, _ in url.params.multi_items()]
         url = url.copy_with(params=params)
@@ -273,9 +269,21 @@ class Telemetry:
             if token is not None:
                 context.detach(token)
 
-    def batch(self, name: str, *, operation: str, data_center: str) -> BatchTrace:
-        """The trace of one batch of `operation` calls, started when the batch starts."""
-        return BatchTrace(self, name, operation, data_center)
+    def batch(
+        self,
+        name: str,
+        *,
+        operation: str,
+        data_center: str,
+        current: Callable[[], Telemetry | None] | None = None,
+    ) -> BatchTrace:
+        """
+        The trace of one batch of `operation` calls, started when the batch starts.
+
+        `current` gives the telemetry of the moment, which each item's outcome is counted
+        to: a meter provider set while a long batch runs counts the items after it.
+        """
+        return BatchTrace(self, name, operation, data_center, current)
 
 
 def _creates(operation: Operation[Any]) -> bool:
@@ -468,6 +476,7 @@ class CallTrace:
             self.attempt_done(error)
         operation = self._operation
         replayed = self._keyed and error is None and self.sent == 0
+        from_ledger = replayed or answered_by_ledger(error, self.sent)
         cancelled = isinstance(error, asyncio.CancelledError)
         unknown = bool(getattr(error, "outcome_unknown", False)) or (
             cancelled and operation.mutates and (on_wire or self.maybe_processed)
@@ -482,9 +491,9 @@ class CallTrace:
             else:
                 outcome = outcome_of(error, sent=self.sent)
             unknown = outcome is Outcome.UNKNOWN
-            if not _IN_BATCH.get() and not (replayed or answered_by_ledger(error, self.sent)):
+            if not _IN_BATCH.get() and not from_ledger:
                 self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": outcome.value})
-        if not replayed:
+        if not from_ledger:  # answered without a send: neither paced nor a new create
             self._telemetry.wait.record(self.waited, self._base)
         span = self.span
         if span is None:
@@ -515,10 +524,27 @@ class CallTrace:
 class BatchTrace:
     """One batch as it is reported: its span, the context its workers run in, its counts."""
 
-    __slots__ = ("_base", "_name", "_telemetry", "counts", "from_ledger", "span", "worker_context")
+    __slots__ = (
+        "_base",
+        "_current",
+        "_name",
+        "_telemetry",
+        "counts",
+        "from_ledger",
+        "span",
+        "worker_context",
+    )
 
-    def __init__(self, telemetry: Telemetry, name: str, operation: str, data_center: str) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        name: str,
+        operation: str,
+        data_center: str,
+        current: Callable[[], Telemetry | None] | None = None,
+    ) -> None:
         self._telemetry = telemetry
+        self._current = current
         self._name = name
         # Items are counted as the creates they are, whichever batch sent them.
         self._base = {"cronofy.operation": operation, "cronofy.data_center": data_center}
@@ -563,7 +589,8 @@ class BatchTrace:
         if from_ledger:
             self.from_ledger += 1
         else:
-            self._telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": value})
+            telemetry = (self._current() if self._current is not None else None) or self._telemetry
+            telemetry.outcomes.add(1, {**self._base, "cronofy.outcome": value})
 
     def finish(self, error: BaseException | None = None) -> None:
         """The batch ended, with `error` if it failed or was cancelled."""

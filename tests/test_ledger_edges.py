@@ -199,3 +199,35 @@ def test_an_outcome_settled_after_the_ttl_revives_nothing(kind: str, tmp_path: P
         return entry
 
     assert asyncio.run(main()) is None
+
+
+# -- a lapsed claim is news once: to the first caller who finds it --------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_only_the_first_to_find_a_lapsed_claim_is_told_it_lapsed(kind: str, tmp_path: Path) -> None:
+    from cronofy_async import MemoryLedger
+    from cronofy_async.redis import RedisLedger
+    from tests.redis_server import running_redis
+
+    async def main(redis_url: str) -> tuple[LedgerState, bool, bool]:
+        ledgers: dict[str, Callable[[], Ledger]] = {
+            "memory": lambda: MemoryLedger(lease=0.2),
+            "sqlite": lambda: SQLiteLedger(tmp_path / "k.db", lease=0.2),
+            "redis": lambda: RedisLedger(redis_url, namespace="lapse", lease=0.2),
+        }
+        ledger = ledgers[kind]()
+        await ledger.claim("k", "fp", owner="dead")  # its process dies mid-send
+        await asyncio.sleep(0.3)
+        first = await ledger.claim("k", "fp", owner="a")
+        again = await ledger.claim("k", "fp", owner="b")
+        await ledger.aclose()
+        return first.state, first.lapsed, again.lapsed
+
+    if kind == "redis":
+        with running_redis() as server:
+            state, first, again = asyncio.run(main(server.url))
+    else:
+        state, first, again = asyncio.run(main(""))
+    assert state is LedgerState.UNKNOWN
+    assert (first, again) == (True, False)

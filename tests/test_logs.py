@@ -231,7 +231,8 @@ def test_the_console_stands_aside_once_the_application_sets_up_logging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # CRONOFY_LOG, then logging.basicConfig(): each line once, through the application's.
-    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.NullHandler()])
+    application = logging.StreamHandler(io.StringIO())  # what basicConfig() adds
+    monkeypatch.setattr(logging.getLogger(), "handlers", [application])
     stream = io.StringIO()
     console_handler(stream).handle(
         logging.LogRecord("cronofy_async", logging.WARNING, __file__, 1, "hello", (), None)

@@ -41,7 +41,7 @@ def _moment(milliseconds: Any) -> datetime:
 def _entry(key: str, reply: Any) -> LedgerEntry | None:
     if not reply:
         return None
-    print_, state, owner, lease, rid, result, resending, created, updated, expires = reply
+    print_, state, owner, lease, rid, result, resending, created, updated, expires, lapsed = reply
     owner_text, lease_text, rid_text = _text(owner), _text(lease), _text(rid)
     return LedgerEntry(
         key=key,
@@ -55,6 +55,7 @@ def _entry(key: str, reply: Any) -> LedgerEntry | None:
         created_at=_moment(created),
         updated_at=_moment(updated),
         expires_at=_moment(expires),
+        lapsed=_text(lapsed) == "1",
     )
 
 

@@ -17,7 +17,8 @@ LEDGER: Final = """
 -- then per operation: claim fingerprint, owner, resend ('1'/'0'); renew owner;
 -- settle owner, state, request id, result; release owner; get nothing.
 -- Replies {} for no entry, else {fp, state, owner, lease, rid, result, resending, created,
--- updated, expires}, times in ms on Redis's clock.
+-- updated, expires, lapsed}, times in ms on Redis's clock; lapsed '1' when this very call
+-- found a claim past its lease.
 local k = KEYS[1]
 local op = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -34,10 +35,12 @@ local function load()
 end
 
 -- A claim whose holder stopped renewing it may have sent: it reads UNKNOWN from now on.
+local lapsed = '0'
 local function lapse(e)
   if e and e.state == 'sending' and tonumber(e.lease) <= now then
     redis.call('HSET', k, 'state', 'unknown', 'updated', now, 'resending', '0')
     redis.call('HDEL', k, 'owner', 'lease')
+    lapsed = '1'  -- told to this caller only: the hash does not keep it
     return load()
   end
   return e
@@ -47,7 +50,7 @@ local function reply(e)
   if not e then return {} end
   local left = redis.call('PTTL', k)
   return {e.fp, e.state, e.owner or '', e.lease or '', e.rid or '', e.result or '',
-          e.resending or '0', e.created, e.updated, tostring(now + math.max(left, 0))}
+          e.resending or '0', e.created, e.updated, tostring(now + math.max(left, 0)), lapsed}
 end
 
 if op == 'get' then
