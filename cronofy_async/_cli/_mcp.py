@@ -89,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "an address other machines can reach needs --http-token-file or $" + TOKEN_ENV,
     )
     parser.add_argument(
+        "--http-allow-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="a Host header the HTTP transport accepts besides loopback's (repeat for more); "
+        "given, requests naming any other host are refused (DNS-rebinding protection, always "
+        "on for a loopback address)",
+    )
+    parser.add_argument(
         "--http-token-file",
         type=Path,
         metavar="PATH",
@@ -228,10 +237,62 @@ def bearer_guard(app: Any, token: str) -> Any:
     return guarded
 
 
-async def _serve_http(server: Any, address: HttpAddress, token: str | None, err: IO[str]) -> None:
+_LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
+_ANY_ADDRESS: Final = ("0.0.0.0", "::")  # noqa: S104 - to leave them out, not to bind
+
+
+def _host_forms(name: str) -> list[str]:
+    """The Host headers `name` (``NAME``, ``NAME:PORT``, ``[V6]:PORT``, a bare IPv6) stands for."""
+    if name.startswith("["):
+        return [name] if "]:" in name else [name, f"{name}:*"]
+    if name.count(":") > 1:  # a bare IPv6 address: Host headers bracket it
+        return [f"[{name}]", f"[{name}]:*"]
+    return [name] if ":" in name else [name, f"{name}:*"]
+
+
+def transport_security(address: HttpAddress, allow_hosts: list[str]) -> Any:
+    """
+    The SDK's DNS-rebinding protection for `address`: which Host and Origin headers pass.
+
+    On loopback, where no token is asked for, it is always on: a web page the user opens
+    cannot reach the server through a name of its own. Elsewhere every request carries the
+    bearer token, which a web page does not have, so the Host header is checked only when
+    ``--http-allow-host`` names the hosts (loopback's always pass)::
+
+        >>> settings = transport_security(http_address("8000"), [])
+        >>> settings.enable_dns_rebinding_protection, settings.allowed_hosts[:2]
+        (True, ['127.0.0.1:*', 'localhost:*'])
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    if not address.loopback and not allow_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = [f"{name}:*" for name in _LOOPBACK_HOSTS]
+    own = f"[{address.host}]" if ":" in address.host else address.host
+    if own not in _LOOPBACK_HOSTS and address.host not in _ANY_ADDRESS:
+        hosts.append(f"{own}:*")
+    for name in allow_hosts:
+        hosts.extend(_host_forms(name.strip()))
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+async def _serve_http(
+    server: Any,
+    address: HttpAddress,
+    token: str | None,
+    err: IO[str],
+    allow_hosts: list[str] | None = None,
+) -> None:
     import uvicorn
 
-    app = server.streamable_http_app(host=address.host)
+    app = server.streamable_http_app(
+        host=address.host, transport_security=transport_security(address, allow_hosts or [])
+    )
     if token is not None:
         app = bearer_guard(app, token)
     config = uvicorn.Config(
@@ -245,8 +306,9 @@ def _http_token(args: argparse.Namespace, address: HttpAddress | None) -> str | 
     token = _token(args) if address is not None else None
     if address is not None and not address.loopback and token is None:
         raise _UsageError(
-            f"--http {address.host}:{address.port} can be reached from other machines: "
-            f"it needs a bearer token (--http-token-file PATH or ${TOKEN_ENV})"
+            f"--http {address.host}:{address.port} is not a loopback address (such as "
+            "127.0.0.1, localhost or [::1]), so other machines may reach it: it needs a "
+            f"bearer token (--http-token-file PATH or ${TOKEN_ENV})"
         )
     return token
 
@@ -285,7 +347,7 @@ async def run_mcp(args: argparse.Namespace, *, err: IO[str] | None = None) -> in
                     f"({guard}), sending to {where}\n"
                 )
                 err.flush()
-                await _serve_http(server, address, token, err)
+                await _serve_http(server, address, token, err, args.http_allow_host)
     except (_UsageError, CronofyError, ValueError, OSError) as exc:
         err.write(f"cronofy-async mcp: {scrub(str(exc), args)}\n")
         return EXIT_USAGE

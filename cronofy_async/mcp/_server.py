@@ -12,26 +12,31 @@ import logging
 from collections.abc import Awaitable
 from typing import Annotated, Any, Final, TypeVar
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import Field
+from pydantic import ValidationError as SchemaError
 from typing_extensions import TypedDict
 
 from .._client import AsyncSchedulerAPI
+from .._errors import PayloadError
 from .._version import __version__
+from ._keys import send_invite
 from ._tools import (
+    ArgumentError,
     HostEntry,
     Invite,
     InviteStatus,
     RuleAnswer,
     explain,
+    given_id,
+    given_key,
     host_answer,
-    invite_answer,
-    invite_key,
     invite_request,
     invite_status,
     rule_answer,
+    schema_error,
 )
 
 __all__ = ["INSTRUCTIONS", "build_server"]
@@ -72,37 +77,79 @@ class Cancelled(TypedDict):
     cancelled: bool
 
 
-class _Watch:
-    """The pipeline's `on_send`: tells a create answered from the ledger from one sent now."""
+class _RefusalError(ToolError):
+    """A tool of ours failed: `sentence` is all the agent is told."""
 
-    __slots__ = ("replayed_", "sent")
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.replayed_ = False
-
-    def __call__(self) -> None:
-        self.sent += 1
-
-    def settled(self, maybe_processed: bool) -> None:
-        """An attempt failed (the pipeline tells every watcher; nothing to do here)."""
-
-    def replayed(self) -> None:
-        """The answer came from the idempotency ledger: nothing was sent."""
-        self.replayed_ = True
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
 
 
-async def _answer(tool: str, call: Awaitable[T], *, creating: bool = False) -> T:
+async def _answer(tool: str, call: Awaitable[T]) -> T:
     try:
         return await call
     except ToolError:
         raise
     except Exception as exc:  # every failure is an answer the agent reads, never a traceback
-        message = explain(exc, creating=creating)
+        message = explain(exc, tool=tool)
         # The kind only: the sentence may quote an email (personal data), and a traceback's
-        # locals hold every argument.
-        _log.warning("%s failed: %s", tool, type(exc).__name__)
-        raise ToolError(message) from None
+        # locals hold every argument. An agent's slip in its arguments is no operator's
+        # concern: INFO; what Cronofy or the ledger did is: WARNING.
+        slip = isinstance(exc, ArgumentError | PayloadError)
+        _log.log(
+            logging.INFO if slip else logging.WARNING, "%s failed: %s", tool, type(exc).__name__
+        )
+        raise _RefusalError(message) from None
+
+
+def _refusal(tool: str, error: ToolError) -> str | None:
+    cause = error.__cause__
+    if isinstance(cause, SchemaError):
+        _log.info("%s refused its arguments", tool)
+        problems = [(tuple(e["loc"]), e["type"], e["msg"]) for e in cause.errors()]
+        return schema_error(tool, problems)
+    for found in (error, cause):
+        if isinstance(found, _RefusalError):
+            return found.sentence
+    return None
+
+
+TOOLS: Final = frozenset(
+    {"list_hosts", "create_invite", "get_invites", "cancel_invite", "show_selection_rule"}
+)
+
+
+class _Server(MCPServer[Any]):
+    """
+    The SDK's server, answering our tools' failures itself.
+
+    The SDK would prefix them, quote pydantic's report (which holds every value given, an
+    email or a pasted secret) and log their text at INFO; here each is one sentence, sent
+    as a tool error and logged by its kind only.
+    """
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            sentence = _refusal(name, error) if name in TOOLS else None
+            if sentence is None:
+                raise
+            return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
+
+
+def _built(name: str) -> _Server:
+    # The SDK's constructor calls logging.basicConfig: a RichHandler on the root logger and
+    # its level set, in the user's process. A library must not: the root is put back as found.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return _Server(name, instructions=INSTRUCTIONS, version=__version__)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 _READ_ONLY: Final = ToolAnnotations(
@@ -132,10 +179,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
     """
     if not isinstance(api, AsyncSchedulerAPI):
         raise TypeError(f"build_server takes an AsyncSchedulerAPI, got {type(api).__name__}")
-    # WARNING: the SDK logs each tool error at INFO with its text (an email, say) otherwise.
-    server: MCPServer[Any] = MCPServer(
-        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
-    )
+    server = _built(name)
 
     @server.tool(
         title="List hosts",
@@ -148,7 +192,10 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
     )
     async def list_hosts(
         limit: Annotated[
-            int, Field(ge=1, le=MAX_HOSTS, description="At most this many members (1-1000).")
+            int,
+            Field(
+                strict=True, ge=1, le=MAX_HOSTS, description="At most this many members (1-1000)."
+            ),
         ] = 100,
     ) -> Hosts:
         async def hosts() -> Hosts:
@@ -200,7 +247,9 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         ] = None,
         duration_minutes: Annotated[
             int | None,
-            Field(ge=1, le=1440, description="The meeting's length in minutes (1-1440)."),
+            Field(
+                strict=True, ge=1, le=1440, description="The meeting's length in minutes (1-1440)."
+            ),
         ] = None,
         description: Annotated[str | None, Field(description="The meeting's description.")] = None,
         idempotency_key: Annotated[
@@ -225,14 +274,13 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
                 duration_minutes=duration_minutes,
                 description=description,
             )
-            key = idempotency_key if idempotency_key is not None else invite_key(request)
-            watch = _Watch()
-            created = await api._create_scheduling(request, watch, idempotency_key=key)
-            if watch.replayed_:
+            answered = await send_invite(api, request, given_key(idempotency_key))
+            if answered["replayed"]:
+                key = answered["idempotency_key"]
                 _log.info("create_invite: %s answered from the ledger, nothing sent", key)
-            return invite_answer(created, key=key, replayed=watch.replayed_)
+            return answered
 
-        return await _answer("create_invite", invite(), creating=True)
+        return await _answer("create_invite", invite())
 
     @server.tool(
         title="Get invites",
@@ -254,11 +302,12 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         ],
     ) -> Invites:
         async def invites() -> Invites:
-            found = await api.query_scheduling_requests(ids)
+            asked = [given_id(f"ids[{at}]", value) for at, value in enumerate(ids)]
+            found = await api.query_scheduling_requests(asked)
             known = {item.scheduling_request_id for item in found}
             return {
                 "invites": [invite_status(item) for item in found],
-                "not_found": [i for i in dict.fromkeys(ids) if i not in known],
+                "not_found": [i for i in dict.fromkeys(asked) if i not in known],
             }
 
         return await _answer("get_invites", invites())
@@ -277,8 +326,9 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         id: Annotated[str, Field(description="The scheduling request id (srq_...) to cancel.")],
     ) -> Cancelled:
         async def cancel() -> Cancelled:
-            await api.cancel_scheduling_request(id)
-            return {"scheduling_request_id": id, "cancelled": True}
+            given = given_id("id", id)
+            await api.cancel_scheduling_request(given)
+            return {"scheduling_request_id": given, "cancelled": True}
 
         return await _answer("cancel_invite", cancel())
 
@@ -294,7 +344,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         id: Annotated[str, Field(description="The selection rule's id (sel_...).")],
     ) -> RuleAnswer:
         async def show() -> RuleAnswer:
-            return rule_answer(await api.get_selection_rule(id))
+            return rule_answer(await api.get_selection_rule(given_id("id", id)))
 
         return await _answer("show_selection_rule", show())
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from typing import Final
 
 # pydantic (which the MCP SDK builds schemas with) reads nested TypedDicts only from
@@ -50,12 +52,15 @@ __all__ = [
     "RuleAnswer",
     "RuleMember",
     "explain",
+    "given_id",
+    "given_key",
     "host_answer",
     "invite_answer",
     "invite_key",
     "invite_request",
     "invite_status",
     "rule_answer",
+    "schema_error",
 ]
 
 KEY_PREFIX: Final = "mcp-invite-"
@@ -90,19 +95,68 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _optional(name: str, value: str | None) -> str | None:
+def _plain(name: str, value: str, *, lines: bool = False) -> str:
+    # A NUL or an escape sequence in a title is a model's slip, never what a person should see.
+    allowed = "\n\t\r" if lines else ""
+    for at, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and char not in allowed:
+            raise ArgumentError(
+                f"{name}: holds a control character (U+{ord(char):04X}) at position {at}"
+            )
+    return value
+
+
+def _optional(name: str, value: str | None, *, lines: bool = False) -> str | None:
     if value is None:
         return None
-    value = value.strip()
+    value = _plain(name, value.strip(), lines=lines)
     if not value:
         raise ArgumentError(f"{name}: give text or leave it out, not an empty string")
     return value
 
 
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _normal_email(email: str) -> str:
     # The key folds case (Marty@ and marty@ are one recipient), so the body must too: else a
-    # retry with other capitals would meet its own first call as a conflict.
-    return email.strip().lower()
+    # retry with other capitals would meet its own first call as a conflict. ASCII letters
+    # only: str.lower() rewrites some non-ASCII letters into other code points ("İ" becomes
+    # two), which would invite an address nobody gave.
+    return _plain("email", email.strip()).translate(_ASCII_LOWER)
+
+
+def given_key(key: str | None) -> str | None:
+    """
+    An explicit idempotency key as the ledger keeps it: outer spaces dropped.
+
+    A model that copies a key back often adds a space or a newline; the same key with one
+    is the same invite. A key of only spaces is refused, naming ``idempotency_key``.
+
+    >>> given_key("  order-42 ")
+    'order-42'
+    """
+    if key is None:
+        return None
+    stripped = key.strip()
+    if not stripped:
+        raise ArgumentError("idempotency_key: give text or leave it out, not only spaces")
+    return _plain("idempotency_key", stripped)
+
+
+def given_id(name: str, value: str) -> str:
+    """
+    An id an agent gave (``srq_...``, ``sel_...``), outer spaces dropped, else `ArgumentError`.
+
+    >>> given_id("id", " srq_1 ")
+    'srq_1'
+    """
+    stripped = value.strip()
+    if not stripped:
+        raise ArgumentError(f"{name}: give an id, not an empty string")
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in stripped):
+        raise ArgumentError(f"{name}: an id holds no spaces or control characters")
+    return stripped
 
 
 def invite_request(
@@ -132,7 +186,7 @@ def invite_request(
             "give exactly one of host (an account sub from list_hosts, acc_...) or "
             "selection_rule (a rule id, sel_...)"
         )
-    if not summary.strip():
+    if not _plain("summary", summary).strip():
         raise ArgumentError("summary: give the event's title, not an empty string")
     if duration_minutes is not None and not 1 <= duration_minutes <= 1440:
         raise ArgumentError(
@@ -150,7 +204,7 @@ def invite_request(
         ],
         event=Event(
             summary=_words(summary),
-            description=_optional("description", description),
+            description=_optional("description", description, lines=True),
             duration_minutes=duration_minutes,
         ),
     )
@@ -268,8 +322,54 @@ _ARGUMENTS: Final = {
 }
 
 
+_LISTED: Final = re.compile(r"scheduling_request_ids\[(\d+)\]")
+
+
 def _argument(field: str) -> str:
+    listed = _LISTED.fullmatch(field)
+    if listed is not None:
+        return f"ids[{listed.group(1)}]"
     return _ARGUMENTS.get(field, field)
+
+
+_NOT_FOUND: Final = {
+    "cancel_invite": (
+        "Cronofy knows no scheduling request with that id (404): give the "
+        "scheduling_request_id create_invite answered (srq_...)"
+    ),
+    "show_selection_rule": (
+        "Cronofy knows no selection rule with that id (404): check the rule's id (sel_...) "
+        "in Cronofy's dashboard"
+    ),
+    "create_invite": (
+        "Cronofy knows no such host or selection rule (404), so nothing was created: check "
+        "host against list_hosts, or the selection rule's id"
+    ),
+}
+
+
+def schema_error(tool: str, problems: list[tuple[tuple[str | int, ...], str, str]]) -> str:
+    """
+    Arguments the tool's JSON schema refuses, as one sentence that quotes no value given.
+
+    `problems` are pydantic's errors as (location, type, message): the values an agent sent
+    may be personal data or a secret pasted in the wrong place, so only where and why.
+
+    >>> schema_error("list_hosts", [(("limit",), "int_type", "Input should be a valid integer")])
+    'list_hosts refused its arguments: limit: input should be a valid integer (nothing was sent).'
+    """
+    said: list[str] = []
+    for location, kind, message in problems:
+        where = ".".join(str(part) for part in location) or "arguments"
+        if kind == "missing":
+            why = "is required"
+        elif kind == "extra_forbidden":
+            why = "is not an argument of this tool"
+        else:
+            why = _one_line(message)
+            why = why[:1].lower() + why[1:]
+        said.append(f"{where}: {why}")
+    return f"{tool} refused its arguments: {'; '.join(said)} (nothing was sent)."
 
 
 def _one_line(text: str) -> str:
@@ -285,16 +385,18 @@ def _unknown(error: APIError) -> str:
     )
 
 
-def explain(error: BaseException, *, creating: bool = False) -> str:
+def explain(error: BaseException, *, tool: str = "") -> str:
     """
     Any exception as one sentence for an agent: what happened and what to do.
 
-    Never a traceback or the client secret (which no library error holds).
+    `tool` is the tool that failed, for hints that name the right id. Never a traceback or
+    the client secret (which no library error holds).
 
     >>> explain(ArgumentError("summary: give the event's title"))
     "summary: give the event's title"
     """
     message: str
+    creating = tool == "create_invite"
     if isinstance(error, ArgumentError):
         message = str(error)
     elif isinstance(error, PayloadError):
@@ -330,7 +432,7 @@ def explain(error: BaseException, *, creating: bool = False) -> str:
             "rule; check that the host is a member of the organization (list_hosts)"
         )
     elif isinstance(error, NotFoundError):
-        message = "Cronofy knows no such id (404): check it, for example with list_hosts"
+        message = _NOT_FOUND.get(tool, "Cronofy knows no such id (404): check it")
     elif isinstance(error, RateLimitError):
         wait = error.retry_after
         when = "in a minute" if wait is None else f"in {wait:g} second{'' if wait == 1 else 's'}"
