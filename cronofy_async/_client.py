@@ -21,7 +21,7 @@ import httpx
 from ._clock import Clock, SystemClock
 from ._concurrency import InFlightLimit
 from ._data_centers import DataCenter, normalize_base_url
-from ._errors import ClientClosedError, ConfigurationError
+from ._errors import APIError, ClientClosedError, ConfigurationError
 from ._idempotency import check_key, fingerprint, send_once
 from ._ledger import Ledger, MemoryLedger
 from ._loops import LoopEnd
@@ -914,10 +914,16 @@ class _FastAttempt(Generic[T]):
         if self._observer is not None:
             self._observer.answered(status)
         if 200 <= status < 300:
-            return self._read(
-                content,
-                functools.partial(self.response, status, reason, raw, content),
-                shared.secret,
-            )
+            try:
+                return self._read(
+                    content,
+                    functools.partial(self.response, status, reason, raw, content),
+                    shared.secret,
+                )
+            except APIError:
+                del content, raw  # as below: the body may echo the secret
+                raise
         response = self.response(status, reason, raw, content)
+        # The body may echo the secret: a traceback printed with its locals must not show it.
+        del content, raw
         raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())

@@ -203,17 +203,19 @@ def read_json(
         except ValueError:
             body = None
         if type(body) is not dict and not isinstance(body, Mapping):  # no ABC check per call
-            raise _malformed(
-                "the body is not a JSON object", content, response, secret, processed=mutates
-            )
-        if key not in body:
-            raise _malformed(
-                f"the field {key} is missing", content, response, secret, processed=mutates
-            )
-        try:
-            return structure(body[key])
-        except (TypeError, ValueError) as exc:
-            raise _malformed(str(exc), content, response, secret, processed=mutates) from None
+            problem = "the body is not a JSON object"
+        elif key not in body:
+            problem = f"the field {key} is missing"
+        else:
+            try:
+                return structure(body[key])
+            except (TypeError, ValueError) as exc:
+                problem = str(exc)
+        error = _malformed(problem, content, response, secret, processed=mutates)
+        # The body may echo the secret: a traceback printed with its locals must not show it
+        # (`response` is a partial holding it too).
+        del content, body, response
+        raise error
 
     return read
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 __all__ = ["ClientSecret", "MaskedStr"]
 
@@ -36,10 +38,11 @@ class ClientSecret:
     never leak it; only `reveal` gives the value, at the one place the header is built.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_forms", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._forms: tuple[str, ...] | None = None
 
     def reveal(self) -> str:
         """The secret itself, for the ``Authorization`` header and nothing else."""
@@ -50,8 +53,18 @@ class ClientSecret:
         return MaskedStr(f"Bearer {self._value}")
 
     def redact(self, text: str) -> str:
-        """Mask the secret wherever it occurs in `text` (for example an echoed error body)."""
-        return text.replace(self._value, _MASK) if self._value in text else text
+        """
+        Mask the secret wherever it occurs in `text` (for example an echoed error body).
+
+        Also its percent-encoded and base64 forms, which a proxy or framework may echo.
+        """
+        forms = self._forms
+        if forms is None:
+            forms = self._forms = _encoded_forms(self._value)
+        for form in forms:
+            if form in text:
+                text = text.replace(form, _MASK)
+        return text
 
     def __repr__(self) -> str:
         return f"ClientSecret({_MASK!r})"
@@ -60,3 +73,25 @@ class ClientSecret:
 
     def __reduce__(self) -> str:
         raise TypeError("a ClientSecret cannot be pickled")
+
+
+def _encoded_forms(value: str) -> tuple[str, ...]:
+    """`value` and the forms it takes percent-encoded or base64-encoded, longest first."""
+    if not value:
+        return ()
+    raw = value.encode(errors="surrogatepass")
+    quoted = quote(value, safe="", errors="surrogatepass")
+    standard = base64.b64encode(raw).decode()
+    urlsafe = base64.urlsafe_b64encode(raw).decode()
+    forms = {
+        value,
+        quoted,
+        quoted.lower(),
+        quote_plus(value, safe="", errors="surrogatepass"),
+        standard,
+        standard.rstrip("="),
+        urlsafe,
+        urlsafe.rstrip("="),
+    }
+    # Longest first, so that a form holding another (base64 with its padding) goes whole.
+    return tuple(sorted(forms, key=len, reverse=True))

@@ -172,3 +172,49 @@ async def test_no_traceback_local_shows_the_secret_through_a_callers_client(serv
                 error = await failure_of(api)
     assert isinstance(error, APIError)
     assert SECRET not in rendered(error)
+
+
+def _forms(token: str) -> list[str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    raw = token.encode()
+    return [
+        quote(token, safe=""),
+        quote(token, safe="").lower(),
+        quote_plus(token),
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode(),
+    ]
+
+
+ODD_SECRET = "sk_live/do+not=leak~0123456789abcdef"  # percent-encoding and base64 both differ
+
+
+def echo_encoded(status: int) -> Any:
+    async def answer(request: bytes) -> bytes:
+        # A proxy or framework that echoes the request's token, as is and encoded.
+        token = bearer_of(request)
+        body = {"error": " / ".join([token, *_forms(token)])}
+        return http_response(status, json.dumps(body).encode())
+
+    return answer
+
+
+@pytest.mark.parametrize("status", [500, 401, 422, 400, 200])
+async def test_an_answer_echoing_the_secret_encoded_is_redacted(
+    backend: Backend, status: int
+) -> None:
+    from cronofy_async import RetryPolicy
+
+    policy = RetryPolicy(attempts=1)
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": policy}
+    async with (
+        raw_server(echo_encoded(status)) as url,
+        AsyncSchedulerAPI(ODD_SECRET, base_url=url, **options) as api,
+    ):
+        error = await failure_of(api)
+    shown = rendered(error) + str(error) + repr(error)
+    for form in [ODD_SECRET, *_forms(ODD_SECRET)]:
+        assert form not in shown, form
