@@ -98,6 +98,27 @@ _BUSY: Final = 0.02
 """A thread that committed this recently is busy: a lone call after a pause never lingers."""
 
 
+def lingers(group: list[Any], *, since_durable: float, claims_then: int) -> bool:
+    """
+    Whether the database thread waits `_LINGER` for more claims before committing `group`.
+
+    Only when claims are arriving together: the last durable commit, `since_durable` seconds
+    ago (within `_BUSY`), carried more than one. A service's lone create (a claim right after
+    the previous create's outcome) never waits for claims that are not coming.
+
+    >>> claim = _Job(lambda db, now: None, None, None, 0.0, True)
+    >>> lingers([claim], since_durable=0.001, claims_then=1)
+    False
+    >>> lingers([claim], since_durable=0.001, claims_then=5)
+    True
+    """
+    return (
+        claims_then > 1
+        and since_durable < _BUSY
+        and any(isinstance(j, _Job) and j.durable for j in group)
+    )
+
+
 def _entry(row: tuple[Any, ...] | None) -> LedgerEntry | None:
     if row is None:
         return None
@@ -467,7 +488,8 @@ class SQLiteLedger:
     def _serve(self, jobs: queue.SimpleQueue[_Job | object]) -> None:
         db: sqlite3.Connection | None = None
         synced = True  # what _connect sets
-        last = -math.inf  # when the last transaction ended
+        last = -math.inf  # when the last durable transaction ended
+        claims_then = 0  # how many claims it carried
         try:
             while True:
                 first = jobs.get()
@@ -482,9 +504,7 @@ class SQLiteLedger:
                 # Group commit: a claim's commit waits for the disk (fsync), whose CPU cost is
                 # per commit, not per claim. Under load, waiting 2 ms for the claims already on
                 # their way lets one sync serve them all; a lone call never waits.
-                if time.monotonic() - last < _BUSY and any(
-                    isinstance(j, _Job) and j.durable for j in group
-                ):
+                if lingers(group, since_durable=time.monotonic() - last, claims_then=claims_then):
                     until = time.monotonic() + _LINGER
                     while len(group) < _GROUP and group[-1] is not _STOP:
                         left = until - time.monotonic()
@@ -505,7 +525,9 @@ class SQLiteLedger:
                             db.execute(_SYNC[durable])
                             synced = durable
                         self._transaction(db, live)
-                        last = time.monotonic()
+                        if durable:
+                            last = time.monotonic()
+                            claims_then = sum(job.durable for job in live)
                     except sqlite3.Error as exc:
                         if db is not None:
                             db.close()

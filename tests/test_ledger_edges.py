@@ -231,3 +231,36 @@ def test_only_the_first_to_find_a_lapsed_claim_is_told_it_lapsed(kind: str, tmp_
         state, first, again = asyncio.run(main(""))
     assert state is LedgerState.UNKNOWN
     assert (first, again) == (True, False)
+
+
+# -- group commit: who waits for more claims ---------------------------------------------------
+
+
+def test_only_claims_arriving_together_wait_for_more() -> None:
+    from cronofy_async._sqlite_ledger import _BUSY, _Job, lingers
+
+    claim = _Job(lambda db, now: None, None, None, 0.0, True)
+    outcome = _Job(lambda db, now: None, None, None, 0.0, False)
+    assert lingers([claim], since_durable=0.001, claims_then=8)
+    # A service's lone create: the last durable commit carried its one claim.
+    assert not lingers([claim], since_durable=0.001, claims_then=1)
+    assert not lingers([claim], since_durable=_BUSY * 2, claims_then=8)  # a pause since
+    assert not lingers([outcome], since_durable=0.001, claims_then=8)  # nothing to sync
+
+
+async def test_a_lone_claim_after_an_outcome_is_not_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cronofy_async._sqlite_ledger as module
+
+    # Were a lone claim to linger, each would take 30 s: the bound below would fail.
+    monkeypatch.setattr(module, "_LINGER", 30.0)
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    try:
+        async with asyncio.timeout(20):
+            for i in range(5):
+                entry = await ledger.claim(f"k{i}", "fp", owner="me")
+                assert entry.held_by("me")
+                await ledger.settle(f"k{i}", owner="me", state=LedgerState.CREATED, result=b"{}")
+    finally:
+        await ledger.aclose()
