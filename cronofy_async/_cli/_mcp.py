@@ -207,31 +207,36 @@ def bearer_guard(app: Any, token: str) -> Any:
     """
     An ASGI app that answers 401 unless ``Authorization: Bearer <token>`` is sent.
 
-    Checked on every HTTP request, in constant time; lifespan events pass through.
+    Checked on every HTTP request (and WebSocket), in constant time; lifespan events pass
+    through.
     """
     expected = f"Bearer {token}".encode()
 
     async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"www-authenticate", b'Bearer realm="cronofy-async mcp"'),
-                        ],
-                    }
-                )
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b'{"error": "unauthorized: send Authorization: Bearer <token>"}',
-                    }
-                )
+        kind = scope["type"]
+        # Every request is checked, a WebSocket as much as HTTP; only lifespan passes.
+        given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        if kind != "lifespan" and not hmac.compare_digest(given, expected):
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
                 return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="cronofy-async mcp"'),
+                    ],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b'{"error": "unauthorized: send Authorization: Bearer <token>"}',
+                }
+            )
+            return
         await app(scope, receive, send)
 
     return guarded

@@ -32,6 +32,7 @@ from ._tools import (
     explain,
     given_id,
     given_key,
+    holding_no_secret,
     host_answer,
     invite_request,
     invite_status,
@@ -181,6 +182,9 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         raise TypeError(f"build_server takes an AsyncSchedulerAPI, got {type(api).__name__}")
     server = _built(name)
 
+    def no_secret(**given: object) -> None:
+        holding_no_secret(api._shared.secret.reveal(), **given)
+
     @server.tool(
         title="List hosts",
         description=(
@@ -265,6 +269,14 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         ] = None,
     ) -> Invite:
         async def invite() -> Invite:
+            no_secret(
+                email=email,
+                summary=summary,
+                host=host,
+                selection_rule=selection_rule,
+                display_name=display_name,
+                description=description,
+            )
             request = invite_request(
                 email=email,
                 summary=summary,
@@ -302,6 +314,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         ],
     ) -> Invites:
         async def invites() -> Invites:
+            no_secret(ids=ids)
             asked = [given_id(f"ids[{at}]", value) for at, value in enumerate(ids)]
             found = await api.query_scheduling_requests(asked)
             known = {item.scheduling_request_id for item in found}
@@ -326,6 +339,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         id: Annotated[str, Field(description="The scheduling request id (srq_...) to cancel.")],
     ) -> Cancelled:
         async def cancel() -> Cancelled:
+            no_secret(id=id)
             given = given_id("id", id)
             await api.cancel_scheduling_request(given)
             return {"scheduling_request_id": given, "cancelled": True}
@@ -344,6 +358,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         id: Annotated[str, Field(description="The selection rule's id (sel_...).")],
     ) -> RuleAnswer:
         async def show() -> RuleAnswer:
+            no_secret(id=id)
             return rule_answer(await api.get_selection_rule(given_id("id", id)))
 
         return await _answer("show_selection_rule", show())

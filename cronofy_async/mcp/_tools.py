@@ -54,6 +54,7 @@ __all__ = [
     "explain",
     "given_id",
     "given_key",
+    "holding_no_secret",
     "host_answer",
     "invite_answer",
     "invite_key",
@@ -142,6 +143,25 @@ def given_key(key: str | None) -> str | None:
     if not stripped:
         raise ArgumentError("idempotency_key: give text or leave it out, not only spaces")
     return _plain("idempotency_key", stripped)
+
+
+def holding_no_secret(secret: str, **given: object) -> None:
+    """
+    Refuse, naming it, an argument that holds the client secret: it is never sent or echoed.
+
+    An id comes back in the answer (``not_found``) and a text reaches Cronofy and the
+    invitee; a secret pasted into one is refused before either.
+
+    >>> holding_no_secret("sk_1", id="srq_1", summary=None)
+    """
+    if not secret:
+        return
+    for name, value in given.items():
+        values = value if isinstance(value, list) else [value]
+        for at, item in enumerate(values):
+            if isinstance(item, str) and secret in item:
+                where = f"{name}[{at}]" if isinstance(value, list) else name
+                raise ArgumentError(f"{where}: must not contain the client secret")
 
 
 def given_id(name: str, value: str) -> str:
@@ -393,7 +413,7 @@ def explain(error: BaseException, *, tool: str = "") -> str:
     the client secret (which no library error holds).
 
     >>> explain(ArgumentError("summary: give the event's title"))
-    "summary: give the event's title"
+    "summary: give the event's title."
     """
     message: str
     creating = tool == "create_invite"
