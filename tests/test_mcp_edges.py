@@ -384,3 +384,12 @@ def test_a_loopback_shorthand_is_not_called_reachable(capsys: pytest.CaptureFixt
 
     assert main(["mcp", "--fake", "--http", "127.1:8765"]) == 2
     assert "not a loopback address" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("email", ["marty\u200b@evenitron.com", "\ufeffmarty@evenitron.com"])
+async def test_an_invisible_character_in_an_email_is_refused(email: str) -> None:
+    fake = make_fake()
+    async with api_on(fake, "httpx") as api, session(api) as client:
+        text = error_text(await client.call_tool("create_invite", {**INVITE, "email": email}))
+    assert text.startswith("email: holds an invisible character")
+    assert fake.received == 0

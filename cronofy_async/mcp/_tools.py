@@ -124,7 +124,15 @@ def _normal_email(email: str) -> str:
     # retry with other capitals would meet its own first call as a conflict. ASCII letters
     # only: str.lower() rewrites some non-ASCII letters into other code points ("İ" becomes
     # two), which would invite an address nobody gave.
-    return _plain("email", email.strip()).translate(_ASCII_LOWER)
+    # An invisible character (a zero-width space pasted along) would make another key for
+    # the same person, and another address: refused, not dropped, since it is not ours to fix.
+    address = _plain("email", email.strip())
+    for at, char in enumerate(address):
+        if unicodedata.category(char) == "Cf" or (char.isspace() and char != " "):
+            raise ArgumentError(
+                f"email: holds an invisible character (U+{ord(char):04X}) at position {at}"
+            )
+    return address.translate(_ASCII_LOWER)
 
 
 def given_key(key: str | None) -> str | None:
