@@ -33,10 +33,12 @@ from ._ratelimit import Limiter, PauseGate, RateLimit, SlidingWindowLimiter
 from ._request import request_headers
 from ._response import (
     UndecodableBody,
+    bare,
     bodiless,
     error_from_exception,
     error_from_response,
     error_from_undecodable,
+    scrub_reason,
 )
 from ._retry import NO_RETRY, Attempt, Observer, RetryPolicy, run_with_retries
 from ._scheduler_requests import SchedulerRequests
@@ -801,15 +803,19 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 else:
                     # Streamed, so that a body that cannot be decoded still has a status.
                     response = await shared.http.send(http_request, stream=True)
+                scrub_reason(response, shared.secret)
                 if observer is not None:
                     observer.answered(response.status_code)
                 await _read_whole(response, http_request)
             except UndecodableBody as exc:
+                scrub_reason(exc.head, shared.secret)
                 raise error_from_undecodable(
                     exc, mutates=mutates, secret=shared.secret, now=shared.clock.wall()
-                ) from exc.cause
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                # A DecodingError here came from a caller's transport that decodes as it sends.
+                ) from bare(exc.cause)
+            except httpx.DecodingError as exc:
+                # From a caller's transport that decodes as it sends: its frames hold the body.
+                raise error_from_exception(exc, http_request, shared.secret) from bare(exc)
+            except httpx.TransportError as exc:
                 raise error_from_exception(exc, http_request, shared.secret) from exc
             finally:
                 in_flight.give()
@@ -902,15 +908,17 @@ class _FastAttempt(Generic[T]):
                 self.request,
             )
         except UndecodableBody as exc:
+            scrub_reason(exc.head, shared.secret)
             if self._observer is not None:
                 self._observer.answered(exc.head.status_code)  # answered, then unreadable
             raise error_from_undecodable(
                 exc, mutates=self._mutates, secret=shared.secret, now=shared.clock.wall()
-            ) from exc.cause
+            ) from bare(exc.cause)
         except httpx.TransportError as exc:
             raise error_from_exception(exc, exc.request, shared.secret) from exc
         finally:
             in_flight.give()
+        reason = shared.secret.redact(reason)  # kept in locals and in any Response made
         if self._observer is not None:
             self._observer.answered(status)
         if 200 <= status < 300:

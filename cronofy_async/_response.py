@@ -133,9 +133,12 @@ def excerpt(content: bytes, secret: ClientSecret | None = None) -> str:
     """A short, single-line, secret-free excerpt of a body for an error message."""
     if not content:
         return "(empty body)"
-    text = _WHITESPACE.sub(" ", content[: EXCERPT_LENGTH * 4].decode("utf-8", "replace")).strip()
+    text = content.decode("utf-8", "replace")
     if secret is not None:
+        # The whole body, before any cut: a secret lying across the cut would show but for
+        # its last characters.
         text = secret.redact(text)
+    text = _WHITESPACE.sub(" ", text[: EXCERPT_LENGTH * 4]).strip()
     return text if len(text) <= EXCERPT_LENGTH else text[:EXCERPT_LENGTH] + "..."
 
 
@@ -173,6 +176,38 @@ def _json_or_none(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError):  # too deeply nested to read is unreadable too
         return None
+
+
+def scrub_reason(response: httpx.Response, secret: ClientSecret) -> None:
+    """
+    Redact the server's reason phrase in `response` itself, once it arrives.
+
+    httpx's ``Response`` shows it in its repr, so a traceback printed with its locals would
+    show a secret echoed there.
+    """
+    phrase = response.extensions.get("reason_phrase")
+    if not phrase:
+        return
+    text = phrase.decode("ascii", "replace") if isinstance(phrase, bytes) else str(phrase)
+    clean = secret.redact(text)
+    if clean != text:
+        response.extensions["reason_phrase"] = clean.encode()
+
+
+def bare(error: BaseException) -> BaseException:
+    """
+    `error` and what it chains with their tracebacks dropped: their types and messages only.
+
+    For a decoder's failure kept as a cause: the decoder's frames hold the body, whose
+    echo of the secret a traceback printed with its locals would show.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return error
 
 
 def _redact(text: str, secret: ClientSecret | None) -> str:

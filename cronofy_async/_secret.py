@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from typing import Final
 from urllib.parse import quote, quote_plus
 
@@ -75,23 +77,26 @@ class ClientSecret:
         raise TypeError("a ClientSecret cannot be pickled")
 
 
+def _lower_hex(quoted: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda escape: escape[0].lower(), quoted)
+
+
 def _encoded_forms(value: str) -> tuple[str, ...]:
-    """`value` and the forms it takes percent-encoded or base64-encoded, longest first."""
+    """`value` and the forms it takes percent-, base64- or JSON-encoded, longest first."""
     if not value:
         return ()
     raw = value.encode(errors="surrogatepass")
-    quoted = quote(value, safe="", errors="surrogatepass")
     standard = base64.b64encode(raw).decode()
     urlsafe = base64.urlsafe_b64encode(raw).decode()
-    forms = {
-        value,
-        quoted,
-        quoted.lower(),
+    escaped = json.dumps(value)[1:-1]
+    forms = {value, standard, standard.rstrip("="), urlsafe, urlsafe.rstrip("=")}
+    for quoted in (
+        quote(value, safe="", errors="surrogatepass"),
+        quote(value, errors="surrogatepass"),  # "/" left as it is, quote()'s default
         quote_plus(value, safe="", errors="surrogatepass"),
-        standard,
-        standard.rstrip("="),
-        urlsafe,
-        urlsafe.rstrip("="),
-    }
+    ):
+        forms.update((quoted, _lower_hex(quoted)))
+    # JSON as encoders write it: "\/" for "/" (PHP, some Java), \uXXXX for what needs it.
+    forms.update((escaped, escaped.replace("/", "\\/")))
     # Longest first, so that a form holding another (base64 with its padding) goes whole.
     return tuple(sorted(forms, key=len, reverse=True))

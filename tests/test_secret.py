@@ -218,3 +218,73 @@ async def test_an_answer_echoing_the_secret_encoded_is_redacted(
     shown = rendered(error) + str(error) + repr(error)
     for form in [ODD_SECRET, *_forms(ODD_SECRET)]:
         assert form not in shown, form
+
+
+# -- a second review: reason phrases, decoders, the excerpt's cut, other encodings -----------
+
+
+@pytest.mark.parametrize("status", [200, 401, 500])
+async def test_an_echoed_reason_phrase_is_in_no_traceback_local(
+    backend: Backend, status: int
+) -> None:
+    async def answer(request: bytes) -> bytes:
+        return http_response(status, b'{"x": 1}', reason=f"Nope {bearer_of(request)}")
+
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    async with raw_server(answer) as url, AsyncSchedulerAPI(SECRET, base_url=url, **options) as api:
+        error = await failure_of(api)
+    assert SECRET not in str(error)
+    assert SECRET not in rendered(error)
+
+
+async def test_an_undecodable_echo_is_in_no_traceback_local(backend: Backend) -> None:
+    async def answer(request: bytes) -> bytes:
+        body = f'{{"error": "{bearer_of(request)}"}}'.encode()
+        return http_response(200, body, headers=[("Content-Encoding", "gzip")])
+
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    async with raw_server(answer) as url, AsyncSchedulerAPI(SECRET, base_url=url, **options) as api:
+        error = await failure_of(api)
+    assert SECRET not in rendered(error)
+    assert error.__cause__ is not None  # the decoder's failure is still told, frames aside
+
+
+async def test_an_excerpt_never_shows_a_secret_cut_short(backend: Backend) -> None:
+    async def answer(request: bytes) -> bytes:
+        token = bearer_of(request).encode()
+        return http_response(500, b"x" + b" " * (800 - len(token)) + token)
+
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    async with raw_server(answer) as url, AsyncSchedulerAPI(SECRET, base_url=url, **options) as api:
+        error = await failure_of(api)
+    assert SECRET[:12] not in str(error)
+
+
+async def test_a_json_escaped_echo_is_redacted(backend: Backend) -> None:
+    async def answer(request: bytes) -> bytes:
+        escaped = json.dumps({"error": bearer_of(request)}).replace("/", "\\/")
+        return http_response(500, escaped.encode())
+
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    async with (
+        raw_server(answer) as url,
+        AsyncSchedulerAPI(ODD_SECRET, base_url=url, **options) as api,
+    ):
+        error = await failure_of(api)
+    assert "sk_live\\/do+not=leak" not in str(error)
+    assert "[secret]" in str(error)
+
+
+def test_percent_forms_of_a_mixed_case_secret() -> None:
+    from urllib.parse import quote
+
+    from cronofy_async._secret import ClientSecret
+
+    value = "sk_LIVE/do+not=leak~0123456789abcdef"
+    secret = ClientSecret(value)
+    lower_hex = quote(value, safe="")
+    for escape in ("%2F", "%2B", "%3D"):
+        lower_hex = lower_hex.replace(escape, escape.lower())
+    assert secret.redact(lower_hex) == "[secret]"
+    assert secret.redact(quote(value)) == "[secret]"
+    assert secret.redact(f"a {value} b") == "a [secret] b"
