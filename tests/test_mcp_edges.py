@@ -393,3 +393,18 @@ async def test_an_invisible_character_in_an_email_is_refused(email: str) -> None
         text = error_text(await client.call_tool("create_invite", {**INVITE, "email": email}))
     assert text.startswith("email: holds an invisible character")
     assert fake.received == 0
+
+
+async def test_a_misspelt_argument_is_refused_not_dropped() -> None:
+    fake = make_fake()
+    arguments = {**INVITE, "duration": 45, "summry": "x"}
+    async with api_on(fake, "httpx") as api, session(api) as client:
+        text = error_text(await client.call_tool("create_invite", arguments))
+        hosts = error_text(await client.call_tool("list_hosts", {"limt": 5}))
+    assert text == (
+        "create_invite refused its arguments: duration: is not an argument of this tool; "
+        "summry: is not an argument of this tool (nothing was sent)."
+    )
+    assert "limt" in hosts
+    assert "45" not in text
+    assert fake.received == 0

@@ -132,6 +132,18 @@ class _Server(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if name in TOOLS:
+            unknown = self._unknown_arguments(name, arguments)
+            if unknown:
+                # A misspelt argument (``duration`` for ``duration_minutes``) would otherwise
+                # be dropped in silence, and the invite sent without it.
+                problems: list[tuple[tuple[str | int, ...], str, str]] = [
+                    ((key,), "extra_forbidden", "") for key in unknown
+                ]
+                refused = schema_error(name, problems)
+                return CallToolResult(
+                    content=[TextContent(type="text", text=refused)], is_error=True
+                )
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as error:
@@ -139,6 +151,13 @@ class _Server(MCPServer[Any]):
             if sentence is None:
                 raise
             return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
+
+    def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> list[str]:
+        tool = self._tool_manager.get_tool(name)
+        if tool is None or not isinstance(arguments, dict):
+            return []
+        known = tool.parameters.get("properties", {})
+        return sorted(key for key in arguments if key not in known)
 
 
 def _built(name: str) -> _Server:
