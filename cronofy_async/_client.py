@@ -803,7 +803,6 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 else:
                     # Streamed, so that a body that cannot be decoded still has a status.
                     response = await shared.http.send(http_request, stream=True)
-                scrub_reason(response, shared.secret)
                 if observer is not None:
                     observer.answered(response.status_code)
                 await _read_whole(response, http_request)
@@ -819,9 +818,17 @@ class AsyncSchedulerAPI(SchedulerRequests, SchedulingRequests, Members, Selectio
                 raise error_from_exception(exc, http_request, shared.secret) from exc
             finally:
                 in_flight.give()
-            if not response.is_success:
-                raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())
-            return read(response.content, lambda: response, shared.secret)
+            try:
+                if not response.is_success:
+                    raise error_from_response(
+                        response, secret=shared.secret, now=shared.clock.wall()
+                    )
+                return read(response.content, lambda: response, shared.secret)
+            except APIError:
+                # Only on the way out: this frame's `response` shows its reason phrase in
+                # a traceback's locals, and it may echo the secret.
+                scrub_reason(response, shared.secret)
+                raise
 
         return attempt
 
@@ -890,6 +897,8 @@ class _FastAttempt(Generic[T]):
 
     def response(self, status: int, reason: str, raw: Any, content: bytes) -> httpx.Response:
         """The httpx Response of an answer, made only when reading it needs one."""
+        # Its reason phrase redacted: the Response's repr shows it, and an error keeps it.
+        reason = self._shared.secret.redact(reason)
         return self._fast.response(status, reason, raw, content, self.request())
 
     async def __call__(self, ready: Callable[[], Awaitable[None]]) -> T:
@@ -918,7 +927,6 @@ class _FastAttempt(Generic[T]):
             raise error_from_exception(exc, exc.request, shared.secret) from exc
         finally:
             in_flight.give()
-        reason = shared.secret.redact(reason)  # kept in locals and in any Response made
         if self._observer is not None:
             self._observer.answered(status)
         if 200 <= status < 300:
@@ -929,9 +937,10 @@ class _FastAttempt(Generic[T]):
                     shared.secret,
                 )
             except APIError:
-                del content, raw  # as below: the body may echo the secret
+                del content, raw, reason  # as below: they may echo the secret
                 raise
         response = self.response(status, reason, raw, content)
-        # The body may echo the secret: a traceback printed with its locals must not show it.
-        del content, raw
+        # The body and reason may echo the secret: a traceback printed with its locals must
+        # not show them.
+        del content, raw, reason
         raise error_from_response(response, secret=shared.secret, now=shared.clock.wall())

@@ -288,3 +288,16 @@ def test_percent_forms_of_a_mixed_case_secret() -> None:
     assert secret.redact(lower_hex) == "[secret]"
     assert secret.redact(quote(value)) == "[secret]"
     assert secret.redact(f"a {value} b") == "a [secret] b"
+
+
+async def test_an_errors_response_shows_no_echoed_reason_phrase(backend: Backend) -> None:
+    async def answer(request: bytes) -> bytes:
+        return http_response(200, b'{"x": 1}', reason=f"Nope {bearer_of(request)}")
+
+    options: dict[str, Any] = {"http_backend": backend, "rate_limit": None, "retry": None}
+    async with raw_server(answer) as url, AsyncSchedulerAPI(SECRET, base_url=url, **options) as api:
+        error = await failure_of(api)
+    response = getattr(error, "response", None)
+    assert response is not None
+    assert SECRET not in repr(response)
+    assert SECRET not in response.reason_phrase

@@ -36,7 +36,7 @@ __all__ = ["COMMAND", "TOKEN_ENV", "HttpAddress", "add_arguments", "bearer_guard
 TOKEN_ENV: Final = "CRONOFY_MCP_TOKEN"  # noqa: S105 - the variable's name, not a token
 """Where the HTTP transport's bearer token is read when ``--http-token-file`` is not given."""
 EXIT_OK: Final = 0
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+_LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "::1")
 
 
 @attrs.frozen(kw_only=True)
@@ -242,8 +242,11 @@ def bearer_guard(app: Any, token: str) -> Any:
     return guarded
 
 
-_LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
 _ANY_ADDRESS: Final = ("0.0.0.0", "::")  # noqa: S104 - to leave them out, not to bind
+
+
+def _in_host_header(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed there
 
 
 def _host_forms(name: str) -> list[str]:
@@ -272,10 +275,9 @@ def transport_security(address: HttpAddress, allow_hosts: list[str]) -> Any:
 
     if not address.loopback and not allow_hosts:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    hosts = [f"{name}:*" for name in _LOOPBACK_HOSTS]
-    own = f"[{address.host}]" if ":" in address.host else address.host
-    if own not in _LOOPBACK_HOSTS and address.host not in _ANY_ADDRESS:
-        hosts.append(f"{own}:*")
+    hosts = [f"{_in_host_header(name)}:*" for name in _LOOPBACK_NAMES]
+    if address.host not in _LOOPBACK_NAMES and address.host not in _ANY_ADDRESS:
+        hosts.append(f"{_in_host_header(address.host)}:*")
     for name in allow_hosts:
         hosts.extend(_host_forms(name.strip()))
     origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]

@@ -120,6 +120,10 @@ TOOLS: Final = frozenset(
 )
 
 
+def _tool_error(sentence: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
+
+
 class _Server(MCPServer[Any]):
     """
     The SDK's server, answering our tools' failures itself.
@@ -137,20 +141,15 @@ class _Server(MCPServer[Any]):
             if unknown:
                 # A misspelt argument (``duration`` for ``duration_minutes``) would otherwise
                 # be dropped in silence, and the invite sent without it.
-                problems: list[tuple[tuple[str | int, ...], str, str]] = [
-                    ((key,), "extra_forbidden", "") for key in unknown
-                ]
-                refused = schema_error(name, problems)
-                return CallToolResult(
-                    content=[TextContent(type="text", text=refused)], is_error=True
-                )
+                problems = [((key,), "extra_forbidden", "") for key in unknown]
+                return _tool_error(schema_error(name, problems))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as error:
             sentence = _refusal(name, error) if name in TOOLS else None
             if sentence is None:
                 raise
-            return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
+            return _tool_error(sentence)
 
     def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> list[str]:
         tool = self._tool_manager.get_tool(name)
@@ -288,7 +287,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
         ] = None,
     ) -> Invite:
         async def invite() -> Invite:
-            no_secret(
+            no_secret(  # first: a refusal below may quote what it refuses
                 email=email,
                 summary=summary,
                 host=host,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 # pydantic (which the MCP SDK builds schemas with) reads nested TypedDicts only from
@@ -96,14 +97,22 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _plain(name: str, value: str, *, lines: bool = False) -> str:
-    # A NUL or an escape sequence in a title is a model's slip, never what a person should see.
+def _plain(name: str, value: str, *, lines: bool = False, visible: bool = False) -> str:
+    """
+    `value`, unless it holds a character no person should see; then `ArgumentError`.
+
+    A control character (a NUL, an escape) is a model's slip; line breaks pass when `lines`.
+    With `visible`, an invisible one (a zero-width space, a tab) is refused too.
+    """
     allowed = "\n\t\r" if lines else ""
     for at, char in enumerate(value):
         if unicodedata.category(char) == "Cc" and char not in allowed:
-            raise ArgumentError(
-                f"{name}: holds a control character (U+{ord(char):04X}) at position {at}"
-            )
+            kind = "a control character"
+        elif visible and (unicodedata.category(char) == "Cf" or (char.isspace() and char != " ")):
+            kind = "an invisible character"
+        else:
+            continue
+        raise ArgumentError(f"{name}: holds {kind} (U+{ord(char):04X}) at position {at}")
     return value
 
 
@@ -126,13 +135,7 @@ def _normal_email(email: str) -> str:
     # two), which would invite an address nobody gave.
     # An invisible character (a zero-width space pasted along) would make another key for
     # the same person, and another address: refused, not dropped, since it is not ours to fix.
-    address = _plain("email", email.strip())
-    for at, char in enumerate(address):
-        if unicodedata.category(char) == "Cf" or (char.isspace() and char != " "):
-            raise ArgumentError(
-                f"email: holds an invisible character (U+{ord(char):04X}) at position {at}"
-            )
-    return address.translate(_ASCII_LOWER)
+    return _plain("email", email.strip(), visible=True).translate(_ASCII_LOWER)
 
 
 def given_key(key: str | None) -> str | None:
@@ -376,7 +379,7 @@ _NOT_FOUND: Final = {
 }
 
 
-def schema_error(tool: str, problems: list[tuple[tuple[str | int, ...], str, str]]) -> str:
+def schema_error(tool: str, problems: Iterable[tuple[Sequence[str | int], str, str]]) -> str:
     """
     Arguments the tool's JSON schema refuses, as one sentence that quotes no value given.
 
