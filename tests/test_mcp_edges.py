@@ -408,3 +408,79 @@ async def test_a_misspelt_argument_is_refused_not_dropped() -> None:
     assert "limt" in hosts
     assert "45" not in text
     assert fake.received == 0
+
+
+# -- a third review: unknown argument names, tools a user replaces, invisible characters ------
+
+
+async def test_an_argument_name_holding_a_value_is_counted_not_shown() -> None:
+    fake = make_fake()
+    async with api_on(fake, "httpx") as api, session(api) as client:
+        secret = error_text(await client.call_tool("create_invite", {**INVITE, SECRET: 1}))
+        email = error_text(
+            await client.call_tool("create_invite", {**INVITE, "who@example.com": 1, "durtion": 5})
+        )
+        odd = error_text(await client.call_tool("create_invite", {**INVITE, "a\nb\x1b[31m": 1}))
+        long = error_text(await client.call_tool("create_invite", {**INVITE, "x" * 100_000: 1}))
+        many = error_text(
+            await client.call_tool("create_invite", {**INVITE, **{f"k{i}": 1 for i in range(2000)}})
+        )
+    assert "an argument it does not have, whose names are not shown" in secret
+    assert "who@example.com" not in email
+    assert "durtion: is not an argument of this tool" in email
+    assert "1 more it does not have" in email
+    for text in (odd, long, many):
+        assert "\n" not in text
+        assert "\x1b" not in text
+        assert len(text) < 600
+    assert "1995 more" in many
+    assert fake.received == 0
+
+
+async def test_a_tool_a_user_puts_in_place_of_ours_keeps_the_sdks_handling() -> None:
+    from mcp import Client
+
+    async with api_on(make_fake(), "httpx") as api:
+        server = build_server(api)
+        server.remove_tool("list_hosts")
+
+        @server.tool(name="list_hosts")
+        def mine(limit: int = 1) -> int:
+            return limit
+
+        async with Client(server) as client:
+            result = await client.call_tool("list_hosts", {"anything": 1})
+    assert not result.is_error
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "user@\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir",
+        "\u0646\u0627\u0645\u200c\u06a9\u0627\u0631\u0628\u0631@example.ir",
+        "\u0915\u094d\u200d\u0937@example.in",
+    ],
+)
+async def test_a_joiner_inside_a_script_that_uses_it_is_kept(email: str) -> None:
+    fake = make_fake()
+    async with api_on(fake, "httpx") as api, session(api) as client:
+        answer(await client.call_tool("create_invite", {**INVITE, "email": email}))
+    assert fake.scheduling_requests[0].body["recipients"][0]["email"] == email
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "mar\u034fty@evenitron.com",
+        "marty\ufe0f@evenitron.com",
+        "mar\u3164ty@evenitron.com",
+        "mar\u2800ty@evenitron.com",
+        "mar\u200cty@evenitron.com",  # a joiner between ASCII letters joins nothing
+    ],
+)
+async def test_other_invisible_characters_are_refused(email: str) -> None:
+    fake = make_fake()
+    async with api_on(fake, "httpx") as api, session(api) as client:
+        text = error_text(await client.call_tool("create_invite", {**INVITE, "email": email}))
+    assert text.startswith("email: holds an invisible character")
+    assert fake.received == 0

@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 from .._client import AsyncSchedulerAPI
 from .._errors import PayloadError
+from .._secret import ClientSecret
 from .._version import __version__
 from ._keys import send_invite
 from ._tools import (
@@ -38,6 +39,7 @@ from ._tools import (
     invite_status,
     rule_answer,
     schema_error,
+    unknown_arguments,
 )
 
 __all__ = ["INSTRUCTIONS", "build_server"]
@@ -133,30 +135,30 @@ class _Server(MCPServer[Any]):
     as a tool error and logged by its kind only.
     """
 
+    secret: ClientSecret | None
+    """The API's client secret: an argument's name holding it is never repeated."""
+    ours: dict[str, object]
+    """Our tools, as registered: a user's tool of the same name keeps the SDK's handling."""
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        if name in TOOLS:
-            unknown = self._unknown_arguments(name, arguments)
+        tool = self._tool_manager.get_tool(name)
+        mine = tool is not None and self.ours.get(name) is tool
+        if mine and isinstance(arguments, dict):
+            known = tool.parameters.get("properties", {}) if tool is not None else {}
+            unknown = sorted(key for key in arguments if key not in known)
             if unknown:
                 # A misspelt argument (``duration`` for ``duration_minutes``) would otherwise
                 # be dropped in silence, and the invite sent without it.
-                problems = [((key,), "extra_forbidden", "") for key in unknown]
-                return _tool_error(schema_error(name, problems))
+                return _tool_error(unknown_arguments(name, unknown, self.secret))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as error:
-            sentence = _refusal(name, error) if name in TOOLS else None
+            sentence = _refusal(name, error) if mine else None
             if sentence is None:
                 raise
             return _tool_error(sentence)
-
-    def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> list[str]:
-        tool = self._tool_manager.get_tool(name)
-        if tool is None or not isinstance(arguments, dict):
-            return []
-        known = tool.parameters.get("properties", {})
-        return sorted(key for key in arguments if key not in known)
 
 
 def _built(name: str) -> _Server:
@@ -165,7 +167,9 @@ def _built(name: str) -> _Server:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        return _Server(name, instructions=INSTRUCTIONS, version=__version__)
+        server = _Server(name, instructions=INSTRUCTIONS, version=__version__)
+        server.secret, server.ours = None, {}
+        return server
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -199,6 +203,7 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
     if not isinstance(api, AsyncSchedulerAPI):
         raise TypeError(f"build_server takes an AsyncSchedulerAPI, got {type(api).__name__}")
     server = _built(name)
+    server.secret = api._shared.secret
 
     def no_secret(**given: object) -> None:
         holding_no_secret(api._shared.secret.reveal(), **given)
@@ -381,4 +386,5 @@ def build_server(api: AsyncSchedulerAPI, *, name: str = "cronofy") -> MCPServer[
 
         return await _answer("show_selection_rule", show())
 
+    server.ours = {name: server._tool_manager.get_tool(name) for name in TOOLS}
     return server

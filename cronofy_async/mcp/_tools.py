@@ -42,6 +42,7 @@ from .._members import OrganizationalUnitMember
 from .._payload import Event, Host, Recipient
 from .._scheduling_models import SchedulingRequest
 from .._scheduling_requests import NewSchedulingRequest
+from .._secret import ClientSecret
 from .._selection_rules import SelectionRule
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "invite_status",
     "rule_answer",
     "schema_error",
+    "unknown_arguments",
 ]
 
 KEY_PREFIX: Final = "mcp-invite-"
@@ -97,6 +99,32 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
+# Default-ignorable code points outside category Cf (Unicode's DerivedCoreProperties), and
+# the braille blank: shown as nothing, yet another address and another key.
+_IGNORABLE: Final = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef]"
+)
+_JOINERS: Final = "\u200c\u200d"
+
+
+def _invisible(value: str, at: int) -> bool:
+    char = value[at]
+    if char in _JOINERS:
+        # ZWNJ and ZWJ spell Persian and Indic words (IDNA allows them there): kept between
+        # two letters or marks of a script, refused elsewhere.
+        around = value[at - 1 : at] + value[at + 1 : at + 2]
+        return not (
+            len(around) == 2
+            and all(not c.isascii() and unicodedata.category(c)[0] in "LM" for c in around)
+        )
+    return (
+        unicodedata.category(char) == "Cf"
+        or (char.isspace() and char != " ")
+        or _IGNORABLE.match(char) is not None
+    )
+
+
 def _plain(name: str, value: str, *, lines: bool = False, visible: bool = False) -> str:
     """
     `value`, unless it holds a character no person should see; then `ArgumentError`.
@@ -108,7 +136,7 @@ def _plain(name: str, value: str, *, lines: bool = False, visible: bool = False)
     for at, char in enumerate(value):
         if unicodedata.category(char) == "Cc" and char not in allowed:
             kind = "a control character"
-        elif visible and (unicodedata.category(char) == "Cf" or (char.isspace() and char != " ")):
+        elif visible and _invisible(value, at):
             kind = "an invisible character"
         else:
             continue
@@ -400,6 +428,36 @@ def schema_error(tool: str, problems: Iterable[tuple[Sequence[str | int], str, s
             why = _one_line(message)
             why = why[:1].lower() + why[1:]
         said.append(f"{where}: {why}")
+    return f"{tool} refused its arguments: {'; '.join(said)} (nothing was sent)."
+
+
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_NAMED_AT_MOST: Final = 5
+
+
+def unknown_arguments(tool: str, names: Sequence[str], secret: ClientSecret | None) -> str:
+    """
+    Arguments `tool` does not have, as one sentence naming at most five.
+
+    A name is repeated only if it looks like one: a value pasted as a key (an email, the
+    secret, a line of text) is counted, not shown.
+
+    >>> unknown_arguments("list_hosts", ["limt"], None)
+    'list_hosts refused its arguments: limt: is not an argument of this tool (nothing was sent).'
+    """
+    shown = [
+        name
+        for name in names
+        if _NAME.fullmatch(name) and (secret is None or secret.redact(name) == name)
+    ][:_NAMED_AT_MOST]
+    said = [f"{name}: is not an argument of this tool" for name in shown]
+    hidden = len(names) - len(shown)
+    if hidden:
+        if shown:
+            what = f"{hidden} more"
+        else:
+            what = "an argument" if hidden == 1 else f"{hidden} arguments"
+        said.append(f"{what} it does not have, whose names are not shown")
     return f"{tool} refused its arguments: {'; '.join(said)} (nothing was sent)."
 
 
