@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 import secrets
 import weakref
@@ -44,6 +46,18 @@ T = TypeVar("T")
 
 MAX_KEY_LENGTH: Final = 255
 """The longest idempotency key, in characters."""
+
+_process = f"{os.getpid()}-{secrets.token_hex(6)}"
+"""This process in a claim's owner: its id, and a random part, since ids are reused."""
+_serials = itertools.count()
+
+
+def _forked() -> None:
+    global _process  # the one place the process changes
+    _process = f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+os.register_at_fork(after_in_child=_forked)
 
 _FIRST_POLL: Final = 0.005
 _LONGEST_POLL: Final = 0.25
@@ -82,17 +96,20 @@ def fingerprint(operation: Operation[Any], *, base_url: str, impersonate: str | 
     """
     A digest of what a create sends: method, path, base URL, impersonated sub and body.
 
-    The body is canonical (keys sorted), so two builders that differ only in the order of
-    their ``extra`` fields are the same request.
+    The body is canonical as built (the builders keep ``extra`` mappings with their keys
+    sorted), so two builders that differ only in the order of their ``extra`` fields are the
+    same bytes, and the same request.
     """
-    body = json.loads(operation.body) if operation.body is not None else None
-    canonical = json.dumps(
-        [operation.method, operation.path, base_url, impersonate, body],
-        sort_keys=True,
-        separators=(",", ":"),
+    head = json.dumps(
+        [operation.method, operation.path, base_url, impersonate, operation.body is not None],
         ensure_ascii=False,
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # The head is one line of JSON: what follows its newline is the body, unambiguously.
+    digest = hashlib.sha256(head.encode(errors="surrogatepass"))
+    digest.update(b"\n")
+    if operation.body is not None:
+        digest.update(operation.body)
+    return digest.hexdigest()
 
 
 def _held(ledger: Ledger) -> dict[str, asyncio.Future[None]]:
@@ -105,16 +122,11 @@ def _held(ledger: Ledger) -> dict[str, asyncio.Future[None]]:
     return held
 
 
-async def _ask(what: str, call: Awaitable[T]) -> T:
-    """One exchange with the ledger; whatever it raises becomes `LedgerUnavailableError`."""
-    try:
-        return await call
-    except LedgerUnavailableError:
-        raise
-    except Exception as exc:
-        raise LedgerUnavailableError(
-            f"the idempotency ledger failed to {what}: {type(exc).__name__}; nothing was sent"
-        ) from exc
+def _unavailable(what: str, exc: Exception) -> LedgerUnavailableError:
+    """What a ledger's own failure (not a `LedgerUnavailableError`) becomes."""
+    return LedgerUnavailableError(
+        f"the idempotency ledger failed to {what}: {type(exc).__name__}; nothing was sent"
+    )
 
 
 class _Watch:
@@ -254,7 +266,7 @@ async def send_once(
 
     `print_` is the request's `fingerprint`; `request_id` reads the created id from a model.
     """
-    owner = f"{os.getpid()}-{secrets.token_hex(6)}"  # which process holds it, for the curious
+    owner = f"{_process}-{next(_serials)}"  # which process holds it, for the curious
     held = _held(ledger)
     loop = asyncio.get_running_loop()
     deadline: float | None = None
@@ -274,18 +286,17 @@ async def send_once(
                 ) from None
             continue
         try:
-            entry = await _ask(
-                "claim the key",
-                ledger.claim(key, print_, owner=owner, resend_unknown=resend_unknown),
-            )
+            entry = await ledger.claim(key, print_, owner=owner, resend_unknown=resend_unknown)
         except asyncio.CancelledError:
             # The claim may have been recorded as the cancel landed: give it back.
             await _finish("give the claim back", lambda: ledger.release(key, owner=owner), key)
             raise
-        except LedgerUnavailableError:
+        except Exception as exc:
             # Or as the ledger timed out: given back in the background, if it is back.
             _background(ledger.release(key, owner=owner))
-            raise
+            if isinstance(exc, LedgerUnavailableError):
+                raise
+            raise _unavailable("claim the key", exc) from exc
         if entry.held_by(owner):
             break
         if entry.fingerprint != print_:
@@ -311,7 +322,8 @@ async def send_once(
 
     mine = held[key] = loop.create_future()
     watch = _Watch(on_send)
-    renewal = _Renewal(ledger, key, owner, loop)
+    renewals = _renewals(loop)
+    renewals.add(ledger, key, owner)
     answer: list[bytes] = []
     try:
         model = await call(_capture(operation, answer), watch)
@@ -330,7 +342,7 @@ async def send_once(
             await _finish("give the claim back", lambda: ledger.release(key, owner=owner), key)
         raise
     else:
-        content = secret.redact(answer[-1].decode(errors="replace")).encode() if answer else b""
+        content = secret.redact_bytes(answer[-1]) if answer else b""
         created = LedgerState.CREATED
         await _finish(
             "record the created request",
@@ -341,7 +353,7 @@ async def send_once(
         )
         return model
     finally:
-        renewal.cancel()
+        renewals.discard(owner)
         if held.get(key) is mine:
             del held[key]
         mine.set_result(None)
@@ -351,27 +363,63 @@ def _settle(ledger: Ledger, key: str, owner: str, state: LedgerState) -> Awaitab
     return ledger.settle(key, owner=owner, state=state)
 
 
-class _Renewal:
-    """Renews a claim every third of a lease while its call runs: one timer, no task."""
+class _Renewals:
+    """
+    The claims of one event loop's calls, each renewed every third of its lease until it ends.
 
-    __slots__ = ("_handle", "_key", "_ledger", "_loop", "_owner", "_task")
+    One timer for them all, not one per call: a claim costs a dict entry. A claim taken just
+    before the timer fires is renewed early, which only extends its lease.
+    """
 
-    def __init__(
-        self, ledger: Ledger, key: str, owner: str, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self._ledger, self._key, self._owner, self._loop = ledger, key, owner, loop
-        self._task: asyncio.Task[None] | None = None
-        self._handle = loop.call_later(ledger.lease / 3, self._renew)
+    __slots__ = ("_claims", "_handle", "_loop", "_period", "_tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._claims: dict[str, tuple[Ledger, str]] = {}  # by owner, one per call
+        self._handle: asyncio.TimerHandle | None = None
+        self._period = math.inf
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, ledger: Ledger, key: str, owner: str) -> None:
+        """Renew `owner`'s claim on `key` until `discard`."""
+        self._claims[owner] = (ledger, key)
+        period = ledger.lease / 3
+        if period < self._period:  # no timer yet, or one too slow for this lease
+            if self._handle is not None:
+                self._handle.cancel()
+            self._period = period
+            self._handle = self._loop.call_later(period, self._renew)
+
+    def discard(self, owner: str) -> None:
+        """Stop renewing `owner`'s claim: its call has ended."""
+        self._claims.pop(owner, None)
 
     def _renew(self) -> None:
-        self._task = self._loop.create_task(self._run())
-        self._handle = self._loop.call_later(self._ledger.lease / 3, self._renew)
+        self._handle, self._period = None, math.inf
+        if not self._claims:
+            return
+        for owner, (ledger, key) in self._claims.items():
+            # A renewal still on its way when the call ends is harmless: a ledger renews
+            # only a claim its owner still holds.
+            task = self._loop.create_task(_renew(ledger, key, owner))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._period = min(ledger.lease / 3 for ledger, _ in self._claims.values())
+        self._handle = self._loop.call_later(self._period, self._renew)
 
-    async def _run(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._ledger.renew(self._key, owner=self._owner)
 
-    def cancel(self) -> None:
-        self._handle.cancel()
-        if self._task is not None:
-            self._task.cancel()
+async def _renew(ledger: Ledger, key: str, owner: str) -> None:
+    with contextlib.suppress(Exception):
+        await ledger.renew(key, owner=owner)
+
+
+_RENEWALS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewals] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _renewals(loop: asyncio.AbstractEventLoop) -> _Renewals:
+    renewals = _RENEWALS.get(loop)
+    if renewals is None:
+        renewals = _RENEWALS[loop] = _Renewals(loop)
+    return renewals

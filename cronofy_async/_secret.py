@@ -40,11 +40,12 @@ class ClientSecret:
     never leak it; only `reveal` gives the value, at the one place the header is built.
     """
 
-    __slots__ = ("_forms", "_value")
+    __slots__ = ("_byte_forms", "_forms", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
         self._forms: tuple[str, ...] | None = None
+        self._byte_forms: tuple[bytes, ...] | None = None
 
     def reveal(self) -> str:
         """The secret itself, for the ``Authorization`` header and nothing else."""
@@ -67,6 +68,24 @@ class ClientSecret:
             if form in text:
                 text = text.replace(form, _MASK)
         return text
+
+    def redact_bytes(self, content: bytes) -> bytes:
+        """
+        `content` with the secret masked as `redact` does; `content` itself if it holds none.
+
+        For a body kept as it came (a created request's answer in a ledger): one that never
+        held the secret, the common case, is neither decoded nor copied.
+        """
+        forms = self._byte_forms
+        if forms is None:
+            if self._forms is None:
+                self._forms = _encoded_forms(self._value)
+            forms = self._byte_forms = tuple(
+                form.encode(errors="surrogatepass") for form in self._forms
+            )
+        if any(form in content for form in forms):
+            return self.redact(content.decode(errors="replace")).encode()
+        return content
 
     def __repr__(self) -> str:
         return f"ClientSecret({_MASK!r})"

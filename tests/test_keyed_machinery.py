@@ -1,0 +1,215 @@
+"""
+The machinery every keyed create rides, made cheaper for issue 22's CPU target: one renewal
+timer per event loop, owners without a system call, a canonical body as the fingerprint, the
+SQLite ledger's database thread replaced if it dies.
+
+Each test is a promise the cheaper form must still keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cronofy_async import (
+    Event,
+    Host,
+    LedgerState,
+    LedgerUnavailableError,
+    MemoryLedger,
+    NewSchedulerRequest,
+    NewSchedulingRequest,
+    Recipient,
+    SQLiteLedger,
+)
+from cronofy_async._idempotency import fingerprint
+from cronofy_async._request import create_operation
+from cronofy_async._secret import ClientSecret
+from cronofy_async.testing import FakeCronofy, Faults
+
+
+def invite(email: str = "ada@example.com") -> NewSchedulingRequest:
+    return NewSchedulingRequest(
+        host=Host(sub="acc_1"), recipients=[Recipient(email=email)], event=Event(summary="Intro")
+    )
+
+
+async def _later(call: Any, seconds: float) -> Any:
+    await asyncio.sleep(seconds)
+    return await call
+
+
+# -- renewals: one timer for a loop's claims, each renewed within its own lease ----------------
+
+
+async def test_a_short_lease_is_renewed_in_time_beside_a_long_one(tmp_path: Path) -> None:
+    # The first claim (a 30 s lease) sets the loop's timer to 10 s; the second, with a 0.3 s
+    # lease, must bring it forward, or it lapses mid-send: any other process would find the
+    # key unknown while it is still being sent.
+    fake = FakeCronofy(members=["acc_1"], rate_limit=None, faults=Faults(latency=0.9))
+    long_lived = SQLiteLedger(tmp_path / "long.db")
+    short = MemoryLedger(lease=0.3)
+    async with (
+        fake.api(ledger=long_lived, rate_limit=None) as slow_api,
+        fake.api(ledger=short, rate_limit=None) as api,
+    ):
+        long_call = asyncio.ensure_future(
+            slow_api.create_scheduling_request(invite("grace@example.com"), idempotency_key="g")
+        )
+        await asyncio.sleep(0.05)
+        await _sends_with_its_claim_renewed(api, short, "k")
+        await long_call
+
+        # No claim left: the timer stopped. A later call starts it again.
+        await asyncio.sleep(0.4)
+        await _sends_with_its_claim_renewed(api, short, "b")
+    await long_lived.aclose()
+    assert fake.received == 3
+
+
+async def _sends_with_its_claim_renewed(api: Any, ledger: MemoryLedger, key: str) -> None:
+    call = asyncio.ensure_future(
+        api.create_scheduling_request(invite(f"{key}@example.com"), idempotency_key=key)
+    )
+    await asyncio.sleep(0.6)  # twice the lease
+    entry = await ledger.get(key)
+    assert entry is not None
+    assert entry.state is LedgerState.SENDING  # not UNKNOWN: renewed
+    created = await call
+    entry = await ledger.get(key)
+    assert entry is not None
+    assert entry.request_id == created.scheduling_request_id
+
+
+async def test_a_renewal_after_the_call_ended_changes_nothing() -> None:
+    ledger = MemoryLedger(lease=0.3)
+    fake = FakeCronofy(members=["acc_1"], rate_limit=None, faults=Faults(latency=0.25))
+    async with fake.api(ledger=ledger, rate_limit=None) as api:
+        created = await api.create_scheduling_request(invite(), idempotency_key="k")
+        await asyncio.sleep(0.3)  # the timer fires with no claim, or one just ended
+        entry = await ledger.get("k")
+        assert entry is not None
+        assert entry.request_id == created.scheduling_request_id
+        assert entry.owner is None
+
+
+# -- owners: unique per call, and per process after a fork ------------------------------------
+
+
+def _child_process_part(queue: Any) -> None:
+    from cronofy_async import _idempotency
+
+    queue.put(_idempotency._process)
+
+
+def test_a_forked_child_owns_its_claims_under_a_name_of_its_own() -> None:
+    from cronofy_async import _idempotency
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_process_part, args=(queue,))
+    child.start()
+    theirs = queue.get(timeout=10)
+    child.join(10)
+    assert theirs != _idempotency._process
+    assert theirs.split("-")[0] == str(child.pid)
+
+
+async def test_owners_of_one_process_never_repeat() -> None:
+    ledger = MemoryLedger()
+    owners: list[str] = []
+    claim = ledger.claim
+
+    async def recording(key: str, print_: str, *, owner: str, resend_unknown: bool = False) -> Any:
+        owners.append(owner)
+        return await claim(key, print_, owner=owner, resend_unknown=resend_unknown)
+
+    ledger.claim = recording  # type: ignore[method-assign,assignment]
+    fake = FakeCronofy(members=["acc_1"], rate_limit=None)
+    async with fake.api(ledger=ledger, rate_limit=None) as api:
+        for i in range(20):
+            await api.create_scheduling_request(invite(f"p{i}@example.com"), idempotency_key=str(i))
+    assert len(set(owners)) == 20
+
+
+# -- the fingerprint: the canonical body's bytes ------------------------------------------------
+
+
+def _scheduler_request(extra: dict[str, Any]) -> NewSchedulerRequest:
+    return NewSchedulerRequest(
+        host=Host(sub="acc_1"),
+        recipients=[Recipient(email="doc@evenitron.com", extra=extra)],
+        event=Event(summary="Intro", extra=extra),
+        extra=extra,
+    )
+
+
+def _print(request: NewSchedulerRequest, impersonate: str | None = None) -> str:
+    operation = create_operation(request, impersonating=impersonate is not None)
+    return fingerprint(operation, base_url="https://api.cronofy.com", impersonate=impersonate)
+
+
+def test_nested_extra_fields_in_any_order_are_one_fingerprint() -> None:
+    one = _print(_scheduler_request({"meta": {"b": 1, "a": [{"y": 2, "x": 1}]}, "z": 0}))
+    other = _print(_scheduler_request({"z": 0, "meta": {"a": [{"x": 1, "y": 2}], "b": 1}}))
+    assert one == other
+    assert one != _print(_scheduler_request({"z": 1, "meta": {"a": [{"x": 1, "y": 2}], "b": 1}}))
+
+
+def test_the_fingerprint_tells_apart_what_is_sent_where() -> None:
+    request = _scheduler_request({})
+    operation = create_operation(request, impersonating=False)
+    base = fingerprint(operation, base_url="https://api.cronofy.com", impersonate=None)
+    assert base != fingerprint(operation, base_url="https://api-de.cronofy.com", impersonate=None)
+    assert base != _print(request, impersonate="acc_1")
+    assert base != _print(_scheduler_request({"a": 1}))
+
+
+def test_extra_is_kept_as_a_deep_copy_so_a_later_change_is_not_sent() -> None:
+    given: dict[str, Any] = {"meta": {"tags": ["a"]}}
+    request = _scheduler_request(given)
+    before = create_operation(request, impersonating=False).body
+    given["meta"]["tags"].append("b")
+    given["meta"]["new"] = 1
+    assert create_operation(request, impersonating=False).body == before
+    assert request.extra == {"meta": {"tags": ["a"]}}
+
+
+async def test_a_created_answer_without_the_secret_is_kept_as_it_came() -> None:
+    secret = ClientSecret("sk_live_abc/def+ghi")
+    body = b'{"scheduling_request": {"id": "srq_1"}}'
+    assert secret.redact_bytes(body) is body
+    echoed = b'{"note": "sk_live_abc%2Fdef%2Bghi"}'
+    assert b"sk_live" not in secret.redact_bytes(echoed)
+    assert secret.redact_bytes(b'{"n": "sk_live_abc/def+ghi"}') == b'{"n": "[secret]"}'
+
+
+# -- the SQLite ledger's database thread ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_database_thread_that_dies_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db", timeout=0.5)
+    real = SQLiteLedger._serve_jobs
+    calls = 0
+
+    def dies_once(self: SQLiteLedger, jobs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the database thread")
+        real(self, jobs)
+
+    monkeypatch.setattr(SQLiteLedger, "_serve_jobs", dies_once)
+    with pytest.raises(LedgerUnavailableError, match=r"within 0\.5 s"):
+        await ledger.get("k")  # its thread died with the job
+    assert await ledger.get("k") is None  # a new thread answers
+    entry = await ledger.claim("k", "fp", owner="o")
+    assert entry.held_by("o")
+    await ledger.aclose()
