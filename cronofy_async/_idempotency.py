@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -83,10 +84,11 @@ def check_key(key: object, secret: ClientSecret) -> str:
         raise PayloadError(
             "idempotency_key", f"must be at most {MAX_KEY_LENGTH} characters, got {len(key)}"
         )
-    try:
-        key.encode()
-    except UnicodeEncodeError:
-        raise PayloadError("idempotency_key", "holds a lone surrogate, not text") from None
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            raise PayloadError("idempotency_key", "holds a lone surrogate, not text") from None
     if secret.reveal() in key:
         raise PayloadError("idempotency_key", "must not contain the client secret")
     return key
@@ -100,16 +102,22 @@ def fingerprint(operation: Operation[Any], *, base_url: str, impersonate: str | 
     sorted), so two builders that differ only in the order of their ``extra`` fields are the
     same bytes, and the same request.
     """
-    head = json.dumps(
-        [operation.method, operation.path, base_url, impersonate, operation.body is not None],
-        ensure_ascii=False,
-    )
-    # The head is one line of JSON: what follows its newline is the body, unambiguously.
-    digest = hashlib.sha256(head.encode(errors="surrogatepass"))
-    digest.update(b"\n")
-    if operation.body is not None:
-        digest.update(operation.body)
+    body = operation.body
+    digest = _head(operation.method, operation.path, base_url, impersonate, body is not None)
+    digest = digest.copy()
+    if body is not None:
+        digest.update(body)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _head(
+    method: str, path: str, base_url: str, impersonate: str | None, has_body: bool
+) -> hashlib._Hash:
+    """The digest of a fingerprint's first line: one per endpoint and API object, made once."""
+    head = json.dumps([method, path, base_url, impersonate, has_body], ensure_ascii=False)
+    # One line of JSON: what follows its newline is the body, unambiguously.
+    return hashlib.sha256(head.encode(errors="surrogatepass") + b"\n")
 
 
 def _held(ledger: Ledger) -> dict[str, asyncio.Future[None]]:

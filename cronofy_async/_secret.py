@@ -83,8 +83,9 @@ class ClientSecret:
             forms = self._byte_forms = tuple(
                 form.encode(errors="surrogatepass") for form in self._forms
             )
-        if any(form in content for form in forms):
-            return self.redact(content.decode(errors="replace")).encode()
+        for form in forms:
+            if form in content:
+                return self.redact(content.decode(errors="replace")).encode()
         return content
 
     def __repr__(self) -> str:

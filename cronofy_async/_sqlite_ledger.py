@@ -94,8 +94,6 @@ _GROUP: Final = 256
 """The most requests run in one transaction."""
 _LINGER: Final = 0.002
 """How long a busy database thread waits for more claims to share one claim's disk sync."""
-_LINGER_STEP: Final = _LINGER / 4
-"""How long each look at the queue while lingering waits: claims a burst apart come together."""
 _BUSY: Final = 0.02
 """A thread that committed this recently is busy: a lone call after a pause never lingers."""
 
@@ -121,31 +119,49 @@ def lingers(group: list[Any], *, since_durable: float, claims_then: int) -> bool
     )
 
 
-def _drain(jobs: queue.SimpleQueue[_Job | object], group: list[_Job | object]) -> int:
-    """Move what `jobs` holds into `group`, up to `_GROUP` and never past a stop; how many."""
-    taken = 0
+class _Channel:
+    """
+    One database thread's jobs, and how it waits for the claims of a burst.
+
+    A lingering thread waits for a count of claims, not on the queue: a job put while the
+    thread waits on the queue wakes it (a context switch and a turn of the GIL per job), and
+    a thread asleep for fixed steps wakes for nothing. Here the claim that completes the count
+    wakes it, once. Counted under the ledger's lock, which every put holds anyway.
+    """
+
+    __slots__ = ("arrived", "claims_put", "jobs", "wake_at")
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self.claims_put = 0
+        """Claims put so far (the thread counts those it took)."""
+        self.wake_at = math.inf
+        """The count of claims put that wakes the lingering thread."""
+        self.arrived = threading.Event()
+
+    def put(self, job: _Job | object) -> None:
+        """Queue `job` (under the ledger's lock)."""
+        self.jobs.put(job)
+        if job is _STOP or (isinstance(job, _Job) and job.durable):
+            self.claims_put += 1
+            if self.claims_put >= self.wake_at or job is _STOP:
+                self.wake_at = math.inf
+                self.arrived.set()
+
+
+def _drain(channel: _Channel, group: list[_Job | object]) -> int:
+    """Move what `channel` holds into `group`, up to `_GROUP`, never past a stop; its claims."""
+    claims = 0
+    jobs = channel.jobs
     while len(group) < _GROUP and group[-1] is not _STOP:
         try:
-            group.append(jobs.get_nowait())
+            job = jobs.get_nowait()
         except queue.Empty:
             break
-        taken += 1
-    return taken
-
-
-def _linger(jobs: queue.SimpleQueue[_Job | object], group: list[_Job | object]) -> None:
-    """
-    Let the claims on their way join `group`, for at most `_LINGER`.
-
-    Asleep, not waiting on the queue: a job put while the thread waits on it wakes the thread
-    (a context switch and a turn of the GIL per job), whereas one put while it sleeps costs
-    the caller nothing more. It stops as soon as a step brings nothing new.
-    """
-    until = time.monotonic() + _LINGER
-    while len(group) < _GROUP and group[-1] is not _STOP:
-        time.sleep(_LINGER_STEP)
-        if not _drain(jobs, group) or time.monotonic() >= until:
-            return
+        group.append(job)
+        if job is _STOP or (isinstance(job, _Job) and job.durable):
+            claims += 1
+    return claims
 
 
 def _entry(row: tuple[Any, ...] | None) -> LedgerEntry | None:
@@ -243,9 +259,59 @@ class _Expired(Exception):  # noqa: N818 - a signal between the timer and the ca
     """The ledger's timeout passed before the database thread answered."""
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
+_TICKS: Final = 20
+"""How many looks a watchdog takes per timeout: a call fails within its last twentieth."""
+
+
+class _Watchdog:
+    """
+    Fails a loop's calls to one ledger that the database thread has not answered in time.
+
+    One timer for them all, not one per call: a timer per claim kept thousands of cancelled
+    handles in the loop's heap, each push a dozen comparisons in Python. A call is failed
+    between ``timeout - timeout / 20`` and ``timeout`` after it asked; the thread then skips
+    its job, whose caller is gone.
+    """
+
+    __slots__ = ("__weakref__", "_handle", "_loop_ref", "_pending", "_tick", "_timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        # Weakly: the ledger keeps its last watchdog at hand, and must not keep a loop alive.
+        self._loop_ref = weakref.ref(loop)
+        self._timeout = timeout
+        self._tick = timeout / _TICKS
+        self._pending: dict[asyncio.Future[Any], float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop it watches, while it lives."""
+        return self._loop_ref()
+
+    def watch(self, future: asyncio.Future[Any]) -> None:
+        """Fail `future` with `_Expired` unless it is answered (or forgotten) in time."""
+        loop = future.get_loop()
+        self._pending[future] = loop.time() + self._timeout - self._tick
+        if self._handle is None:
+            self._handle = loop.call_later(self._tick, self._check)
+
+    def forget(self, future: asyncio.Future[Any]) -> None:
+        """`future`'s call is over."""
+        self._pending.pop(future, None)
+
+    def _check(self) -> None:
+        self._handle = None
+        loop = self.loop
+        if loop is None or not self._pending:
+            return
+        now = loop.time()
+        for future, deadline in list(self._pending.items()):
+            if deadline <= now:
+                del self._pending[future]
+                if not future.done():
+                    future.set_exception(_Expired())
+        if self._pending:
+            self._handle = loop.call_later(self._tick, self._check)
 
 
 class SQLiteLedger:
@@ -288,11 +354,15 @@ class SQLiteLedger:
         self.ttl, self.lease, self.wait, self.timeout = check_ledger_options(
             "SQLiteLedger", ttl=ttl, lease=lease, wait=wait, timeout=timeout
         )
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._channel = _Channel()
         self._thread: threading.Thread | None = None
         self._pid = _pid
         self._lock = threading.Lock()
         self._writes = 0
+        self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last_watchdog: _Watchdog | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -432,7 +502,7 @@ class SQLiteLedger:
             thread, self._thread = self._thread, None
             if thread is not None:
                 # Under the lock: no job can follow the stop into this thread's queue.
-                self._jobs.put(_STOP)
+                self._channel.put(_STOP)
         return thread
 
     async def __aenter__(self) -> Self:
@@ -468,9 +538,9 @@ class SQLiteLedger:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(work, loop, future, time.monotonic() + self.timeout, durable)
+        watchdog = self._watchdog(loop)
         self._put(job)
-        # One timer, not asyncio.timeout(): this runs twice per create.
-        expiry = loop.call_later(self.timeout, _expire, future)
+        watchdog.watch(future)
         try:
             result: T = await future
         except _Expired:
@@ -484,8 +554,20 @@ class SQLiteLedger:
                 f"{type(exc).__name__}: {exc}; nothing was sent"
             ) from exc
         finally:
-            expiry.cancel()
+            watchdog.forget(future)
         return result
+
+    def _watchdog(self, loop: asyncio.AbstractEventLoop) -> _Watchdog:
+        """The watchdog of this ledger's calls on `loop` (the last one used kept at hand)."""
+        last = self._last_watchdog
+        if last is not None and last.loop is loop:
+            return last
+        with self._lock:  # loops in several threads may share one ledger
+            watchdog = self._watchdogs.get(loop)
+            if watchdog is None:
+                watchdog = self._watchdogs[loop] = _Watchdog(loop, self.timeout)
+            self._last_watchdog = watchdog
+        return watchdog
 
     def _put(self, job: _Job) -> None:
         """Queue `job` for the database thread, starting one (with a queue of its own) if none."""
@@ -495,13 +577,13 @@ class SQLiteLedger:
             if self._thread is None:
                 # A fresh queue per thread: a thread being stopped by aclose() keeps its own,
                 # so a new one can never take the stop meant for it (aclose() would wait forever).
-                self._jobs = queue.SimpleQueue()
+                self._channel = _Channel()
                 self._thread = threading.Thread(
-                    target=self._serve, args=(self._jobs,), name="cronofy-ledger", daemon=True
+                    target=self._serve, args=(self._channel,), name="cronofy-ledger", daemon=True
                 )
                 self._thread.start()
                 _RUNNING.add(self)
-            self._jobs.put(job)
+            self._channel.put(job)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(
@@ -527,32 +609,34 @@ class SQLiteLedger:
             raise
         return db
 
-    def _serve(self, jobs: queue.SimpleQueue[_Job | object]) -> None:
+    def _serve(self, channel: _Channel) -> None:
         try:
-            self._serve_jobs(jobs)
+            self._serve_jobs(channel)
         finally:
             # Ended otherwise than by a stop (a bug of ours): the next job starts a new thread.
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread = None
 
-    def _serve_jobs(self, jobs: queue.SimpleQueue[_Job | object]) -> None:
+    def _serve_jobs(self, channel: _Channel) -> None:
         db: sqlite3.Connection | None = None
         synced = True  # what _connect sets
         last = -math.inf  # when the last durable transaction ended
         claims_then = 0  # how many claims it carried
+        taken = 0  # claims taken from the channel (a stop counts as one)
         try:
             while True:
-                first = jobs.get()
+                first = channel.jobs.get()
                 if first is _STOP:
                     return
                 group = [first]
-                _drain(jobs, group)
+                taken += _drain(channel, group) + (isinstance(first, _Job) and first.durable)
                 # Group commit: a claim's commit waits for the disk (fsync), whose CPU cost is
-                # per commit, not per claim. Under load, waiting 2 ms for the claims already on
-                # their way lets one sync serve them all; a lone call never waits.
+                # per commit, not per claim. Under load, waiting (at most 2 ms) for as many
+                # claims as the last commit carried lets one sync serve them all; a lone call
+                # never waits.
                 if lingers(group, since_durable=time.monotonic() - last, claims_then=claims_then):
-                    _linger(jobs, group)
+                    taken += self._linger(channel, group, taken, claims_then)
                 stop = _STOP in group
                 live = [j for j in group if isinstance(j, _Job) and not j.abandoned]
                 if live:
@@ -577,6 +661,22 @@ class SQLiteLedger:
         finally:
             if db is not None:
                 db.close()
+
+    def _linger(self, channel: _Channel, group: list[_Job | object], taken: int, want: int) -> int:
+        """Wait until `group` could hold `want` claims, or `_LINGER`; the claims it took."""
+        missing = want - sum(isinstance(job, _Job) and job.durable for job in group)
+        if missing <= 0 or group[-1] is _STOP:
+            return 0
+        with self._lock:
+            wait = channel.claims_put < taken + missing
+            if wait:
+                channel.wake_at = taken + missing
+                channel.arrived.clear()
+        if wait:
+            channel.arrived.wait(_LINGER)
+            with self._lock:
+                channel.wake_at = math.inf
+        return _drain(channel, group)
 
     def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
         db.execute("BEGIN IMMEDIATE")

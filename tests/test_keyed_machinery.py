@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +215,36 @@ async def test_a_database_thread_that_dies_is_replaced(
     entry = await ledger.claim("k", "fp", owner="o")
     assert entry.held_by("o")
     await ledger.aclose()
+
+
+def test_a_stuck_database_thread_fails_the_calls_of_every_loop_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watchdog, one per loop, not the thread, fails the calls: the thread is stuck.
+    ledger = SQLiteLedger(tmp_path / "l.db", timeout=0.4)
+    stuck = threading.Event()
+    real = SQLiteLedger._transaction
+
+    def hangs(self: SQLiteLedger, db: Any, jobs: Any) -> None:
+        stuck.wait(5)  # a disk that does not answer
+        real(self, db, jobs)
+
+    monkeypatch.setattr(SQLiteLedger, "_transaction", hangs)
+
+    async def one_call() -> float:
+        started = time.monotonic()
+        with pytest.raises(LedgerUnavailableError, match=r"within 0\.4 s"):
+            await ledger.claim("k", "fp", owner="o")
+        return time.monotonic() - started
+
+    elapsed: list[float] = []
+    others = [threading.Thread(target=lambda: elapsed.append(asyncio.run(one_call())))]
+    for thread in others:
+        thread.start()
+    elapsed.append(asyncio.run(one_call()))
+    for thread in others:
+        thread.join(5)
+    stuck.set()
+    asyncio.run(ledger.aclose())
+    assert len(elapsed) == 2
+    assert all(0.3 <= took < 1.5 for took in elapsed), elapsed
