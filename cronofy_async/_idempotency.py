@@ -120,11 +120,20 @@ def _head(
     return hashlib.sha256(head.encode(errors="surrogatepass") + b"\n")
 
 
+_last_held: tuple[weakref.ref[Any], dict[str, asyncio.Future[None]]] | None = None
+
+
 def _held(ledger: Ledger) -> dict[str, asyncio.Future[None]]:
+    """The calls of this process sending under `ledger`, by key (the last ledger's at hand)."""
+    global _last_held  # a cache, read and replaced whole
+    last = _last_held
+    if last is not None and last[0]() is ledger:
+        return last[1]
     try:
         held = _HELD.get(ledger)
         if held is None:
             held = _HELD[ledger] = {}
+        _last_held = (weakref.ref(ledger), held)
     except TypeError:
         held = _BY_ID.setdefault(id(ledger), {})
     return held
@@ -331,7 +340,7 @@ async def send_once(
     mine = held[key] = loop.create_future()
     watch = _Watch(on_send)
     renewals = _renewals(loop)
-    renewals.add(ledger, key, owner)
+    renewals.add(loop, ledger, key, owner)
     answer: list[bytes] = []
     try:
         model = await call(_capture(operation, answer), watch)
@@ -379,41 +388,53 @@ class _Renewals:
     before the timer fires is renewed early, which only extends its lease.
     """
 
-    __slots__ = ("_claims", "_handle", "_loop", "_period", "_tasks")
+    __slots__ = ("_claims", "_handle", "_loop_ref", "_period", "_tasks")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: kept in a WeakKeyDictionary by its loop, which it must not keep alive.
+        self._loop_ref = weakref.ref(loop)
         self._claims: dict[str, tuple[Ledger, str]] = {}  # by owner, one per call
         self._handle: asyncio.TimerHandle | None = None
         self._period = math.inf
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, ledger: Ledger, key: str, owner: str) -> None:
-        """Renew `owner`'s claim on `key` until `discard`."""
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop whose calls' claims these are, while it lives."""
+        return self._loop_ref()
+
+    def add(self, loop: asyncio.AbstractEventLoop, ledger: Ledger, key: str, owner: str) -> None:
+        """Renew `owner`'s claim on `key` until `discard` (`loop` is this one's, running)."""
         self._claims[owner] = (ledger, key)
         period = ledger.lease / 3
         if period < self._period:  # no timer yet, or one too slow for this lease
             if self._handle is not None:
                 self._handle.cancel()
             self._period = period
-            self._handle = self._loop.call_later(period, self._renew)
+            self._handle = loop.call_later(period, self._renew)
 
     def discard(self, owner: str) -> None:
         """Stop renewing `owner`'s claim: its call has ended."""
-        self._claims.pop(owner, None)
+        claims = self._claims
+        claims.pop(owner, None)
+        if not claims and self._handle is not None:
+            # Idle, no timer: a pending one holds the loop, which then could never be freed.
+            self._handle.cancel()
+            self._handle, self._period = None, math.inf
 
     def _renew(self) -> None:
         self._handle, self._period = None, math.inf
-        if not self._claims:
+        loop = self.loop
+        if not self._claims or loop is None:
             return
         for owner, (ledger, key) in self._claims.items():
             # A renewal still on its way when the call ends is harmless: a ledger renews
             # only a claim its owner still holds.
-            task = self._loop.create_task(_renew(ledger, key, owner))
+            task = loop.create_task(_renew(ledger, key, owner))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._period = min(ledger.lease / 3 for ledger, _ in self._claims.values())
-        self._handle = self._loop.call_later(self._period, self._renew)
+        self._handle = loop.call_later(self._period, self._renew)
 
 
 async def _renew(ledger: Ledger, key: str, owner: str) -> None:
@@ -426,8 +447,17 @@ _RENEWALS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewals] = (
 )
 
 
+_last_renewals: _Renewals | None = None
+
+
 def _renewals(loop: asyncio.AbstractEventLoop) -> _Renewals:
+    """`loop`'s renewals (the last loop's kept at hand: a weak lookup per create is dear)."""
+    global _last_renewals  # a cache, read and replaced whole
+    last = _last_renewals
+    if last is not None and last.loop is loop:
+        return last
     renewals = _RENEWALS.get(loop)
     if renewals is None:
         renewals = _RENEWALS[loop] = _Renewals(loop)
+    _last_renewals = renewals
     return renewals

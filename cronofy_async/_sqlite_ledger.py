@@ -297,7 +297,12 @@ class _Watchdog:
 
     def forget(self, future: asyncio.Future[Any]) -> None:
         """`future`'s call is over."""
-        self._pending.pop(future, None)
+        pending = self._pending
+        pending.pop(future, None)
+        if not pending and self._handle is not None:
+            # Idle, no timer: a pending one holds the loop, which then could never be freed.
+            self._handle.cancel()
+            self._handle = None
 
     def _check(self) -> None:
         self._handle = None
@@ -436,6 +441,7 @@ class SQLiteLedger:
     ) -> None:
         """Record the outcome of `owner`'s send (see `Ledger.settle`)."""
         created = state is LedgerState.CREATED
+        value, ttl = state.value, self.ttl  # here, not in the database thread, which is busier
 
         def work(db: sqlite3.Connection, now: float) -> None:
             if (
@@ -443,11 +449,11 @@ class SQLiteLedger:
                 and db.execute(
                     _SETTLE_HELD,
                     (
-                        state.value,
+                        value,
                         request_id if created else None,
                         result if created else None,
                         now,
-                        now + self.ttl,
+                        now + ttl,
                         key,
                         owner,
                         now,

@@ -248,3 +248,25 @@ def test_a_stuck_database_thread_fails_the_calls_of_every_loop_in_time(
     asyncio.run(ledger.aclose())
     assert len(elapsed) == 2
     assert all(0.3 <= took < 1.5 for took in elapsed), elapsed
+
+
+def test_an_event_loop_that_made_keyed_creates_can_be_collected(tmp_path: Path) -> None:
+    # A service that runs asyncio.run per job must not keep every finished loop alive.
+    import gc
+    import weakref
+
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def job(i: int) -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        fake = FakeCronofy(members=["acc_1"], rate_limit=None)
+        async with fake.api(ledger=ledger, rate_limit=None) as api:
+            await api.create_scheduling_request(invite(f"p{i}@example.com"), idempotency_key=str(i))
+        await ledger.aclose()
+
+    for i in range(3):
+        asyncio.run(job(i))
+    gc.collect()
+    assert [ref() for ref in loops[:-1]] == [None, None]  # the last may be cached, weakly
+    assert loops[-1]() is None
