@@ -92,8 +92,8 @@ _PURGE_EVERY: Final = 1000
 """Writes between two purges of expired entries."""
 _GROUP: Final = 256
 """The most requests run in one transaction."""
-_LINGER: Final = 0.002
-"""How long a busy database thread waits for more claims to share one claim's disk sync."""
+_LINGER: Final = 0.001
+"""The longest a busy database thread waits for more claims to share one disk sync."""
 _BUSY: Final = 0.02
 """A thread that committed this recently is busy: a lone call after a pause never lingers."""
 
@@ -638,7 +638,7 @@ class SQLiteLedger:
                 group = [first]
                 taken += _drain(channel, group) + (isinstance(first, _Job) and first.durable)
                 # Group commit: a claim's commit waits for the disk (fsync), whose CPU cost is
-                # per commit, not per claim. Under load, waiting (at most 2 ms) for as many
+                # per commit, not per claim. Under load, waiting (at most 1 ms) for as many
                 # claims as the last commit carried lets one sync serve them all; a lone call
                 # never waits.
                 if lingers(group, since_durable=time.monotonic() - last, claims_then=claims_then):
