@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import math
 import os
 import secrets
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -36,7 +36,7 @@ from ._errors import (
 )
 from ._ledger import Ledger, LedgerEntry, LedgerState
 from ._logs import mask_emails
-from ._operation import Operation
+from ._operation import Operation, canonical_json
 from ._secret import ClientSecret
 
 __all__ = ["MAX_KEY_LENGTH", "check_key", "fingerprint", "send_once"]
@@ -47,18 +47,6 @@ T = TypeVar("T")
 
 MAX_KEY_LENGTH: Final = 255
 """The longest idempotency key, in characters."""
-
-_process = f"{os.getpid()}-{secrets.token_hex(6)}"
-"""This process in a claim's owner: its id, and a random part, since ids are reused."""
-_serials = itertools.count()
-
-
-def _forked() -> None:
-    global _process  # the one place the process changes
-    _process = f"{os.getpid()}-{secrets.token_hex(6)}"
-
-
-os.register_at_fork(after_in_child=_forked)
 
 _FIRST_POLL: Final = 0.005
 _LONGEST_POLL: Final = 0.25
@@ -98,15 +86,20 @@ def fingerprint(operation: Operation[Any], *, base_url: str, impersonate: str | 
     """
     A digest of what a create sends: method, path, base URL, impersonated sub and body.
 
-    The body is canonical as built (the builders keep ``extra`` mappings with their keys
-    sorted), so two builders that differ only in the order of their ``extra`` fields are the
-    same bytes, and the same request.
+    The body is canonical (`canonical_json`: keys sorted all the way down), so two builders
+    that differ only in the order of their fields, or that give a field through ``extra=``
+    rather than its keyword, are the same request.
     """
     body = operation.body
     digest = _head(operation.method, operation.path, base_url, impersonate, body is not None)
     digest = digest.copy()
-    if body is not None:
-        digest.update(body)
+    try:
+        if operation.payload is not None:
+            digest.update(canonical_json(operation.payload))
+        elif body is not None:
+            digest.update(canonical_json(json.loads(body)))
+    except RecursionError:
+        raise PayloadError("extra", "is nested too deeply to be sent as JSON") from None
     return digest.hexdigest()
 
 
@@ -263,6 +256,7 @@ def _capture(operation: Operation[T], answer: list[bytes]) -> Operation[T]:
         mutates=operation.mutates,
         body=operation.body,
         url=operation.url,
+        payload=operation.payload,
     )
 
 
@@ -283,7 +277,10 @@ async def send_once(
 
     `print_` is the request's `fingerprint`; `request_id` reads the created id from a model.
     """
-    owner = f"{_process}-{next(_serials)}"  # which process holds it, for the curious
+    # Random per call, not a counter: copies of one process made without Python's fork hooks
+    # (uWSGI's prefork, a restored snapshot) share every counter, and an owner that matched
+    # another process's claim would be told the claim is its own, and send.
+    owner = f"{os.getpid()}-{secrets.token_hex(6)}"  # the pid is for the curious
     held = _held(ledger)
     loop = asyncio.get_running_loop()
     deadline: float | None = None
@@ -388,7 +385,7 @@ class _Renewals:
     before the timer fires is renewed early, which only extends its lease.
     """
 
-    __slots__ = ("_claims", "_handle", "_loop_ref", "_period", "_tasks")
+    __slots__ = ("__weakref__", "_claims", "_handle", "_loop_ref", "_period", "_tasks")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weakly: kept in a WeakKeyDictionary by its loop, which it must not keep alive.
@@ -442,22 +439,25 @@ async def _renew(ledger: Ledger, key: str, owner: str) -> None:
         await ledger.renew(key, owner=owner)
 
 
-_RENEWALS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewals] = (
-    weakref.WeakKeyDictionary()
-)
+# Weakly, by the loop's id: a loop's renewals live while its calls hold claims (their frames
+# and its timer hold it), so that a loop closed with a call in flight is freed with it.
+_RENEWALS: weakref.WeakValueDictionary[int, _Renewals] = weakref.WeakValueDictionary()
 
 
-_last_renewals: _Renewals | None = None
+_last_renewals: weakref.ref[_Renewals] | None = None
+_renewals_lock = threading.Lock()
 
 
 def _renewals(loop: asyncio.AbstractEventLoop) -> _Renewals:
-    """`loop`'s renewals (the last loop's kept at hand: a weak lookup per create is dear)."""
+    """`loop`'s renewals (the last loop's kept at hand: a dictionary lookup per create is dear)."""
     global _last_renewals  # a cache, read and replaced whole
-    last = _last_renewals
+    ref = _last_renewals
+    last = ref() if ref is not None else None
     if last is not None and last.loop is loop:
         return last
-    renewals = _RENEWALS.get(loop)
-    if renewals is None:
-        renewals = _RENEWALS[loop] = _Renewals(loop)
-    _last_renewals = renewals
+    with _renewals_lock:  # loops in several threads
+        renewals = _RENEWALS.get(id(loop))
+        if renewals is None or renewals.loop is not loop:  # none, or a dead loop's id
+            renewals = _RENEWALS[id(loop)] = _Renewals(loop)
+        _last_renewals = weakref.ref(renewals)
     return renewals

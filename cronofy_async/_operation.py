@@ -66,6 +66,8 @@ class Operation(Generic[T]):
     """The JSON body, already encoded."""
     url: str | None = None
     """A full URL to use instead of the base URL and `path` (a ``next_page`` link)."""
+    payload: Any = None
+    """What `body` was encoded from, for a create: its fingerprint is `canonical_json` of it."""
 
     @property
     def what(self) -> str:
@@ -101,6 +103,41 @@ _C_ENCODER: Final = (
     if _c_make_encoder is not None
     else None
 )
+
+
+_C_CANONICAL: Final = (
+    _c_make_encoder(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        JSON_SEPARATORS[1],
+        JSON_SEPARATORS[0],
+        True,  # keys sorted
+        False,
+        False,
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def canonical_json(payload: Any) -> bytes:
+    """
+    `payload` as `json_body` encodes it, but with every object's keys sorted: one form per value.
+
+    What an idempotency key's fingerprint digests, so that a field given through ``extra=``
+    and the same field modelled on the builder are one request. The payload's keys are all
+    strings (``extra=`` mappings are kept as JSON reads them).
+
+    >>> canonical_json({"b": 1, "a": {"d": 2, "c": 3}})
+    b'{"a":{"c":3,"d":2},"b":1}'
+    """
+    if _C_CANONICAL is None:  # pragma: no cover - CPython always has the C encoder
+        return json.dumps(
+            payload, ensure_ascii=False, separators=JSON_SEPARATORS, sort_keys=True
+        ).encode()
+    return "".join(_C_CANONICAL(payload, 0)).encode()
 
 
 def json_body(payload: Any) -> bytes:

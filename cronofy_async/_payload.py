@@ -95,12 +95,14 @@ def _freeze_extra(
                 f"{path}.{key}", "is a modelled field: set it on the builder, not in extra"
             )
     # Encoded exactly as the body will be, so whatever this accepts can be sent; and kept as
-    # the body will read, keys sorted all the way down, so that two requests that differ
-    # only in the order of their extra fields are the same bytes (one fingerprint).
+    # JSON reads it back: a deep copy (a later change to the caller's dict is not sent) whose
+    # keys are all strings, as a request's canonical form (its fingerprint) needs.
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
         text.encode()
-        canonical = _sorted_keys(json.loads(text))
+        copy = json.loads(text)
+    except RecursionError:
+        raise PayloadError(path, "is nested too deeply to be sent as JSON") from None
     except UnicodeEncodeError as exc:
         raise PayloadError(
             path, f"contains text that is not valid UTF-8 (a lone surrogate): {exc.reason}"
@@ -111,16 +113,7 @@ def _freeze_extra(
         raise PayloadError(path, f"must be JSON-serializable: {exc}") from None
     except TypeError as exc:
         raise PayloadError(path, f"must be JSON-serializable: {exc}") from None
-    return MappingProxyType(canonical)
-
-
-def _sorted_keys(value: Any) -> Any:
-    """`value` (as JSON reads) with every object's keys in order: its canonical form."""
-    if isinstance(value, dict):
-        return {key: _sorted_keys(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted_keys(item) for item in value]
-    return value
+    return MappingProxyType(copy)
 
 
 _RECIPIENT_FIELDS: Final = frozenset({"email", "display_name"})

@@ -9,7 +9,7 @@ Nothing here does I/O, so every rule of the wire format is tested without a netw
 from __future__ import annotations
 
 import platform
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -59,14 +59,19 @@ def request_headers(
     return headers
 
 
-def encode_create_body(request: NewSchedulerRequest, *, impersonating: bool) -> bytes:
-    """Check the host rule for this call and encode the body as compact UTF-8 JSON."""
+def create_payload(request: NewSchedulerRequest, *, impersonating: bool) -> dict[str, Any]:
+    """Check the host rule for this call; the JSON-ready body."""
     if not isinstance(request, NewSchedulerRequest):
         raise PayloadError(
             "request", f"must be a NewSchedulerRequest, got {type(request).__name__}"
         )
     check_host_mode(request, impersonating=impersonating)
-    return json_body(unstructure_payload(request))
+    return unstructure_payload(request)
+
+
+def encode_create_body(request: NewSchedulerRequest, *, impersonating: bool) -> bytes:
+    """Check the host rule for this call and encode the body as compact UTF-8 JSON."""
+    return json_body(create_payload(request, impersonating=impersonating))
 
 
 _READ_CREATED: Final = read_json("scheduler_request", structure_scheduler_request, mutates=True)
@@ -76,11 +81,13 @@ def create_operation(
     request: NewSchedulerRequest, *, impersonating: bool
 ) -> Operation[SchedulerRequest]:
     """``POST /v1/scheduler_requests``: never repeated blindly, since Cronofy cannot dedupe it."""
+    payload = create_payload(request, impersonating=impersonating)
     return Operation(
         name="create_scheduler_request",
         method="POST",
         path=CREATE_PATH,
-        body=encode_create_body(request, impersonating=impersonating),
+        body=json_body(payload),
+        payload=payload,
         read=_READ_CREATED,
         idempotent=False,
         mutates=True,

@@ -226,6 +226,18 @@ def scheduling_request_body(request: NewSchedulingRequest) -> dict[str, Any]:
 
 def encode_create_body(request: NewSchedulingRequest, *, impersonating: bool) -> bytes:
     """Check the host rule for this call and encode the body as compact UTF-8 JSON."""
+    return _encode(create_payload(request, impersonating=impersonating))
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    try:
+        return json_body(payload)
+    except ValueError as exc:  # NaN, infinity or a lone surrogate in an extra= value
+        raise PayloadError("extra", f"cannot be sent as strict UTF-8 JSON: {exc}") from None
+
+
+def create_payload(request: NewSchedulingRequest, *, impersonating: bool) -> dict[str, Any]:
+    """Check the host rule for this call; the JSON-ready body."""
     if not isinstance(request, NewSchedulingRequest):
         raise PayloadError(
             "request", f"must be a NewSchedulingRequest, got {type(request).__name__}"
@@ -237,10 +249,7 @@ def encode_create_body(request: NewSchedulingRequest, *, impersonating: bool) ->
             "host_group=HostGroup(...) or SelectionRule(sub=...), or send through "
             "api.impersonate(sub) so the impersonated account hosts",
         )
-    try:
-        return json_body(scheduling_request_body(request))
-    except ValueError as exc:  # NaN, infinity or a lone surrogate in an extra= value
-        raise PayloadError("extra", f"cannot be sent as strict UTF-8 JSON: {exc}") from None
+    return scheduling_request_body(request)
 
 
 # -- operations ------------------------------------------------------------------------------
@@ -253,11 +262,13 @@ def create_operation(
     request: NewSchedulingRequest, *, impersonating: bool
 ) -> Operation[SchedulingRequest]:
     """``POST /v1/scheduling_requests``: never repeated blindly, since Cronofy cannot dedupe it."""
+    payload = create_payload(request, impersonating=impersonating)
     return Operation(
         name="create_scheduling_request",
         method="POST",
         path=CREATE_PATH,
-        body=encode_create_body(request, impersonating=impersonating),
+        body=_encode(payload),
+        payload=payload,
         read=_READ_CREATED,
         idempotent=False,
         mutates=True,

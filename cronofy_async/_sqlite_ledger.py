@@ -126,27 +126,35 @@ class _Channel:
     A lingering thread waits for a count of claims, not on the queue: a job put while the
     thread waits on the queue wakes it (a context switch and a turn of the GIL per job), and
     a thread asleep for fixed steps wakes for nothing. Here the claim that completes the count
-    wakes it, once. Counted under the ledger's lock, which every put holds anyway.
+    wakes it, once.
+
+    Its own lock, the only one the database thread takes: a process forked while the thread
+    held the ledger's lock would find that lock held forever (the thread is not copied),
+    whereas a forked child never uses its parent's channel.
     """
 
-    __slots__ = ("arrived", "claims_put", "jobs", "wake_at")
+    __slots__ = ("arrived", "claims_put", "dead", "jobs", "lock", "wake_at")
 
     def __init__(self) -> None:
         self.jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self.lock = threading.Lock()
         self.claims_put = 0
         """Claims put so far (the thread counts those it took)."""
         self.wake_at = math.inf
         """The count of claims put that wakes the lingering thread."""
         self.arrived = threading.Event()
+        self.dead = False
+        """Its thread ended otherwise than by a stop: the next job starts another."""
 
     def put(self, job: _Job | object) -> None:
-        """Queue `job` (under the ledger's lock)."""
+        """Queue `job`."""
         self.jobs.put(job)
         if job is _STOP or (isinstance(job, _Job) and job.durable):
-            self.claims_put += 1
-            if self.claims_put >= self.wake_at or job is _STOP:
-                self.wake_at = math.inf
-                self.arrived.set()
+            with self.lock:
+                self.claims_put += 1
+                if self.claims_put >= self.wake_at or job is _STOP:
+                    self.wake_at = math.inf
+                    self.arrived.set()
 
 
 def _drain(channel: _Channel, group: list[_Job | object]) -> int:
@@ -228,17 +236,6 @@ class _Job:
 _STOP: Final = object()
 _SYNC: Final = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
 
-
-_pid = os.getpid()
-"""This process's id, kept by a fork hook: ``os.getpid()`` is a system call per job."""
-
-
-def _forked() -> None:
-    global _pid  # the one place the process's id changes
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
 
 _RUNNING: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
 """Ledgers that started a database thread: drained when the interpreter exits."""
@@ -361,13 +358,13 @@ class SQLiteLedger:
         )
         self._channel = _Channel()
         self._thread: threading.Thread | None = None
-        self._pid = _pid
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._writes = 0
-        self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._last_watchdog: _Watchdog | None = None
+        # Weakly, by the loop's id: a watchdog lives while its calls wait (their frames and its
+        # timer hold it), so that a loop closed with a call in flight is freed with it.
+        self._watchdogs: weakref.WeakValueDictionary[int, _Watchdog] = weakref.WeakValueDictionary()
+        self._last_watchdog: weakref.ref[_Watchdog] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -565,29 +562,40 @@ class SQLiteLedger:
 
     def _watchdog(self, loop: asyncio.AbstractEventLoop) -> _Watchdog:
         """The watchdog of this ledger's calls on `loop` (the last one used kept at hand)."""
-        last = self._last_watchdog
+        ref = self._last_watchdog
+        last = ref() if ref is not None else None
         if last is not None and last.loop is loop:
             return last
         with self._lock:  # loops in several threads may share one ledger
-            watchdog = self._watchdogs.get(loop)
-            if watchdog is None:
-                watchdog = self._watchdogs[loop] = _Watchdog(loop, self.timeout)
-            self._last_watchdog = watchdog
+            watchdog = self._watchdogs.get(id(loop))
+            if watchdog is None or watchdog.loop is not loop:  # none, or a dead loop's id
+                watchdog = self._watchdogs[id(loop)] = _Watchdog(loop, self.timeout)
+            self._last_watchdog = weakref.ref(watchdog)
         return watchdog
 
     def _put(self, job: _Job) -> None:
         """Queue `job` for the database thread, starting one (with a queue of its own) if none."""
+        # A system call per job, but one that holds in a process copied without Python's
+        # fork hooks (uWSGI's prefork, a restored snapshot), where a hook's record would not.
+        pid = os.getpid()
         with self._lock:
-            if _pid != self._pid:  # a forked child: the parent's thread did not come along
-                self._pid, self._thread = _pid, None
-            if self._thread is None:
+            if pid != self._pid:  # a forked child: the parent's thread did not come along
+                self._pid, self._thread = pid, None
+            if self._thread is None or self._channel.dead:
                 # A fresh queue per thread: a thread being stopped by aclose() keeps its own,
                 # so a new one can never take the stop meant for it (aclose() would wait forever).
-                self._channel = _Channel()
-                self._thread = threading.Thread(
-                    target=self._serve, args=(self._channel,), name="cronofy-ledger", daemon=True
+                channel = _Channel()
+                thread = threading.Thread(
+                    target=self._serve, args=(channel,), name="cronofy-ledger", daemon=True
                 )
-                self._thread.start()
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # "can't start new thread": a process limit
+                    raise LedgerUnavailableError(
+                        f"the idempotency ledger {str(self.path)!r} could not start its "
+                        f"database thread ({exc}); nothing was sent"
+                    ) from None
+                self._channel, self._thread = channel, thread
                 _RUNNING.add(self)
             self._channel.put(job)
 
@@ -620,9 +628,7 @@ class SQLiteLedger:
             self._serve_jobs(channel)
         finally:
             # Ended otherwise than by a stop (a bug of ours): the next job starts a new thread.
-            with self._lock:
-                if self._thread is threading.current_thread():
-                    self._thread = None
+            channel.dead = True
 
     def _serve_jobs(self, channel: _Channel) -> None:
         db: sqlite3.Connection | None = None
@@ -669,18 +675,28 @@ class SQLiteLedger:
                 db.close()
 
     def _linger(self, channel: _Channel, group: list[_Job | object], taken: int, want: int) -> int:
-        """Wait until `group` could hold `want` claims, or `_LINGER`; the claims it took."""
-        missing = want - sum(isinstance(job, _Job) and job.durable for job in group)
-        if missing <= 0 or group[-1] is _STOP:
+        """
+        Wait until `group` could hold `want` claims; the claims it took.
+
+        At most until its oldest claim has waited `_LINGER` since it was asked for: claims
+        that queued up behind the last commit have waited already.
+        """
+        claims = [job for job in group if isinstance(job, _Job) and job.durable]
+        missing = want - len(claims)
+        if not claims or missing <= 0 or group[-1] is _STOP:
             return 0
-        with self._lock:
+        asked = min(job.deadline for job in claims) - self.timeout
+        left = asked + _LINGER - time.monotonic()
+        if left <= 0:
+            return 0
+        with channel.lock:
             wait = channel.claims_put < taken + missing
             if wait:
                 channel.wake_at = taken + missing
                 channel.arrived.clear()
         if wait:
-            channel.arrived.wait(_LINGER)
-            with self._lock:
+            channel.arrived.wait(left)
+            with channel.lock:
                 channel.wake_at = math.inf
         return _drain(channel, group)
 

@@ -9,9 +9,14 @@ Each test is a promise the cheaper form must still keep.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ from cronofy_async import (
     MemoryLedger,
     NewSchedulerRequest,
     NewSchedulingRequest,
+    PayloadError,
     Recipient,
     SQLiteLedger,
 )
@@ -102,23 +108,76 @@ async def test_a_renewal_after_the_call_ended_changes_nothing() -> None:
 # -- owners: unique per call, and per process after a fork ------------------------------------
 
 
-def _child_process_part(queue: Any) -> None:
-    from cronofy_async import _idempotency
+HOOKLESS_FORK = textwrap.dedent(
+    """
+    import asyncio, ctypes, json, os, sys
+    from cronofy_async import SQLiteLedger, NewSchedulingRequest, Host, Recipient, Event
+    from cronofy_async.testing import FakeCronofy, Faults
 
-    queue.put(_idempotency._process)
+    path, = sys.argv[1:]
+    r, w = os.pipe()
+    warm = SQLiteLedger(path)
+    asyncio.run(warm.get("warm"))  # the parent's database thread runs when it forks
+    # fork() from C with the GIL held: none of Python's at-fork hooks run (uWSGI's prefork,
+    # a restored snapshot). The copies share every module's state.
+    pid = ctypes.PyDLL(None).fork()
+
+    async def one(role):
+        ledger = warm if role == "second" else SQLiteLedger(path)
+        fake = FakeCronofy(members=["acc_1"], rate_limit=None, faults=Faults(latency=1.0))
+        request = NewSchedulingRequest(
+            host=Host(sub="acc_1"), recipients=[Recipient(email="ada@example.com")],
+            event=Event(summary="Intro"),
+        )
+        if role == "second":
+            await asyncio.sleep(0.3)  # the first is mid-send
+        error = None
+        async with fake.api(ledger=ledger, rate_limit=None) as api:
+            try:
+                await api.create_scheduling_request(request, idempotency_key="order-42")
+            except Exception as exc:
+                error = type(exc).__name__
+        return {"sent": fake.received, "error": error}
+
+    if pid == 0:
+        os.write(w, json.dumps(asyncio.run(one("second"))).encode())
+        os._exit(0)
+    first = asyncio.run(one("first"))
+    os.waitpid(pid, 0)
+    print(json.dumps([first, json.loads(os.read(r, 100000))]))
+    """
+)
 
 
-def test_a_forked_child_owns_its_claims_under_a_name_of_its_own() -> None:
-    from cronofy_async import _idempotency
+def test_copies_of_a_process_made_without_fork_hooks_send_once(tmp_path: Path) -> None:
+    # Owners with a counter were the same in both copies: each took the other's claim for
+    # its own, and both sent. The child's ledger, whose thread stayed in the parent, must
+    # answer too (its process id is read per job, not kept by a hook).
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", HOOKLESS_FORK, str(tmp_path / "shared.db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first == {"sent": 1, "error": None}
+    assert second == {"sent": 0, "error": None}  # the first's answer, from the ledger
 
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_child_process_part, args=(queue,))
-    child.start()
-    theirs = queue.get(timeout=10)
-    child.join(10)
-    assert theirs != _idempotency._process
-    assert theirs.split("-")[0] == str(child.pid)
+
+def test_a_child_forked_while_the_database_thread_holds_its_lock_is_not_stuck(
+    tmp_path: Path,
+) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db", timeout=2.0)
+    asyncio.run(ledger.get("warm"))
+    with ledger._channel.lock:  # as the database thread holds it, counting a claim
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                asyncio.run(ledger.claim("k", "fp", owner="child"))
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    asyncio.run(ledger.aclose())
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 async def test_owners_of_one_process_never_repeat() -> None:
@@ -270,3 +329,83 @@ def test_an_event_loop_that_made_keyed_creates_can_be_collected(tmp_path: Path) 
     gc.collect()
     assert [ref() for ref in loops[:-1]] == [None, None]  # the last may be cached, weakly
     assert loops[-1]() is None
+
+
+async def test_a_ledger_whose_thread_could_not_start_says_so_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = threading.Thread.start
+    failures = [RuntimeError("can't start new thread")]
+
+    def flaky_start(self: threading.Thread) -> None:
+        if self.name == "cronofy-ledger" and failures:
+            raise failures.pop()
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", flaky_start)
+    ledger = SQLiteLedger(tmp_path / "l.db", timeout=1.0)
+    with pytest.raises(LedgerUnavailableError, match="could not start its database thread"):
+        await ledger.claim("k", "fp", owner="o")
+    started = time.monotonic()
+    assert (await ledger.claim("k", "fp", owner="o")).held_by("o")  # the next call starts one
+    assert time.monotonic() - started < 0.5
+    await ledger.aclose()
+
+
+def test_a_loop_closed_with_a_ledger_call_in_flight_is_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import weakref
+
+    stuck = threading.Event()
+    real = SQLiteLedger._transaction
+
+    def hangs(self: SQLiteLedger, db: Any, jobs: Any) -> None:
+        stuck.wait(10)
+        real(self, db, jobs)
+
+    monkeypatch.setattr(SQLiteLedger, "_transaction", hangs)
+    ledger = SQLiteLedger(tmp_path / "l.db", timeout=30)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(ledger.claim("k", "fp", owner="o"))
+    loop.run_until_complete(asyncio.wait([task], timeout=0.2))
+    loop.close()  # given up on, its task never finished nor cancelled
+    freed = weakref.ref(loop)
+    del loop, task
+    stuck.set()
+    asyncio.run(ledger.get("other"))  # the thread has let go of the old job
+    monkeypatch.undo()
+    with warnings.catch_warnings():  # the abandoned task's "destroyed but pending"
+        warnings.simplefilter("ignore")
+        gc.collect()
+    asyncio.run(ledger.aclose())
+    assert freed() is None
+
+
+def test_a_field_given_through_extra_or_by_keyword_is_one_request() -> None:
+    from cronofy_async._scheduling_requests import create_operation as scheduling_operation
+
+    def build(event: Event) -> Any:
+        request = NewSchedulingRequest(
+            host=Host(sub="acc_1"), recipients=[Recipient(email="ada@example.com")], event=event
+        )
+        operation = scheduling_operation(request, impersonating=False)
+        return fingerprint(operation, base_url="https://api.cronofy.com", impersonate=None)
+
+    modelled = build(Event(summary="Intro", duration_minutes=30, locale="en-GB"))
+    via_extra = build(Event(summary="Intro", locale="en-GB", extra={"duration": {"minutes": 30}}))
+    assert modelled == via_extra
+
+
+@pytest.mark.parametrize("depth", [450, 900, 5000])
+def test_a_deep_extra_is_built_or_refused_naming_extra(depth: int) -> None:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth):
+        value = {"k": value}
+    if depth > 2000:  # past what JSON can nest here: refused, naming extra
+        with pytest.raises(PayloadError, match=r"(recipients|event|extra): is nested too deeply"):
+            _scheduler_request({"meta": value})
+        return
+    operation = create_operation(_scheduler_request({"meta": value}), impersonating=False)
+    assert fingerprint(operation, base_url="https://api.cronofy.com", impersonate=None)
