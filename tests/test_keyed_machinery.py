@@ -25,6 +25,7 @@ import pytest
 from cronofy_async import (
     Event,
     Host,
+    LedgerEntry,
     LedgerState,
     LedgerUnavailableError,
     MemoryLedger,
@@ -409,3 +410,55 @@ def test_a_deep_extra_is_built_or_refused_naming_extra(depth: int) -> None:
         return
     operation = create_operation(_scheduler_request({"meta": value}), impersonating=False)
     assert fingerprint(operation, base_url="https://api.cronofy.com", impersonate=None)
+
+
+# -- after a burst, the idle database thread waits for the next burst's claims ----------------
+
+
+async def _burst(ledger: SQLiteLedger, prefix: str, size: int = 5) -> None:
+    entries = await asyncio.gather(
+        *(ledger.claim(f"{prefix}{i}", "fp", owner="me") for i in range(size))
+    )
+    assert all(entry.held_by("me") for entry in entries)
+    for i in range(size):
+        await ledger.settle(f"{prefix}{i}", owner="me", state=LedgerState.CREATED, result=b"{}")
+
+
+async def test_after_a_burst_a_read_release_or_close_is_not_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cronofy_async._sqlite_ledger as module
+
+    # Were the thread to wait out its idle wait for these, each would take 30 s.
+    monkeypatch.setattr(module, "_IDLE_WAIT", 30.0)
+    monkeypatch.setattr(module, "_BUSY", 60.0)
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    async with asyncio.timeout(20):
+        await _burst(ledger, "a")
+        entry = await ledger.get("a0")  # a read: someone waits on it
+        assert entry is not None
+        assert entry.state is LedgerState.CREATED  # and the outcomes before it are in
+        await _burst(ledger, "b")
+        await ledger.release("b0", owner="me")  # a no-op release is answered too
+        await _burst(ledger, "c")
+        await ledger.aclose()  # the stop wakes it
+    other = SQLiteLedger(tmp_path / "l.db")
+    entry = await other.get("c4")
+    await other.aclose()
+    assert entry is not None
+    assert entry.state is LedgerState.CREATED  # the last outcomes were committed on close
+
+
+def _created(entry: LedgerEntry | None) -> bool:
+    return entry is not None and entry.state is LedgerState.CREATED
+
+
+async def test_after_a_burst_its_outcomes_reach_other_processes_soon(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    other = SQLiteLedger(tmp_path / "l.db")  # as another process sees the file
+    await _burst(ledger, "a")
+    async with asyncio.timeout(5):  # the idle wait is 2 ms; a bound far above it
+        while not _created(await other.get("a4")):  # noqa: ASYNC110 - as another process polls
+            await asyncio.sleep(0.001)
+    await ledger.aclose()
+    await other.aclose()
