@@ -94,7 +94,7 @@ _GROUP: Final = 256
 """The most requests run in one transaction."""
 _LINGER: Final = 0.001
 """The longest a busy database thread waits for more claims to share one disk sync."""
-_IDLE_WAIT: Final = 0.002
+_IDLE_WAIT: Final = _LINGER
 """The longest an idle thread that just committed a burst waits for the next one's claims."""
 _BUSY: Final = 0.02
 """A thread that committed this recently is busy: a lone call after a pause never lingers."""
