@@ -729,18 +729,14 @@ class SQLiteLedger:
 
     def _linger(self, channel: _Channel, group: list[_Job | object], taken: int, want: int) -> int:
         """
-        Wait until `group` could hold `want` claims; the claims it took.
+        Wait until `group` could hold `want` claims, or `_LINGER`; the claims it took.
 
-        At most until its oldest claim has waited `_LINGER` since it was asked for: claims
-        that queued up behind the last commit have waited already.
+        From now, not from the oldest claim's arrival: a thread that woke late would then
+        commit part of a burst, the next linger would wait for that part's count only, and
+        the groups would stay small, each a disk sync.
         """
-        claims = [job for job in group if isinstance(job, _Job) and job.durable]
-        missing = want - len(claims)
-        if not claims or missing <= 0 or group[-1] is _STOP:
-            return 0
-        asked = min(job.deadline for job in claims) - self.timeout
-        left = asked + _LINGER - time.monotonic()
-        if left <= 0:
+        missing = want - sum(isinstance(job, _Job) and job.durable for job in group)
+        if missing <= 0 or group[-1] is _STOP:
             return 0
         with channel.lock:
             wait = channel.claims_put < taken + missing
@@ -748,7 +744,7 @@ class SQLiteLedger:
                 channel.wake_at = taken + missing
                 channel.arrived.clear()
         if wait:
-            channel.arrived.wait(left)
+            channel.arrived.wait(_LINGER)
             with channel.lock:
                 channel.wake_at = math.inf
         return _drain(channel, group)
