@@ -526,9 +526,15 @@ class SQLiteLedger:
         if thread is not None and thread.is_alive():
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
+    def _forget_parents_thread(self) -> None:
+        """In a forked child, drop the parent's thread, which is not here (under the lock)."""
+        if (pid := os.getpid()) != self._pid:
+            self._pid, self._thread = pid, None
+
     def _stop(self) -> threading.Thread | None:
         """Ask the database thread to stop once its queue is done; the thread, if any."""
         with self._lock:
+            self._forget_parents_thread()  # a child never waits for its parent's thread
             thread, self._thread = self._thread, None
             if thread is not None:
                 # Under the lock: no job can follow the stop into this thread's queue.
@@ -560,8 +566,7 @@ class SQLiteLedger:
 
     def _submit(self, work: Callable[[sqlite3.Connection, float], None]) -> None:
         """Queue `work` for the database thread without waiting for it (failures are logged)."""
-        # No fork check: an outcome always follows its own claim in this process, which made it.
-        self._put(_Job(work, None, None, time.monotonic() + self.timeout, False), check_fork=False)
+        self._put(_Job(work, None, None, time.monotonic() + self.timeout, False))
 
     async def _run(
         self, what: str, work: Callable[[sqlite3.Connection, float], T], *, durable: bool = False
@@ -601,17 +606,17 @@ class SQLiteLedger:
             self._last_watchdog = weakref.ref(watchdog)
         return watchdog
 
-    def _put(self, job: _Job, *, check_fork: bool = True) -> None:
+    def _put(self, job: _Job) -> None:
         """
         Queue `job` for the database thread, starting one (with a queue of its own) if none.
 
-        With `check_fork`, first checks whether this is a forked child, whose
-        parent's thread did not come along: by a system call, which holds in a process copied
-        without Python's fork hooks (uWSGI's prefork, a restored snapshot), as a hook would not.
+        A forked child's first job starts its own: the parent's thread did not come along.
+        Told by a system call per job, which holds in a process copied without Python's fork
+        hooks (uWSGI's prefork, a restored snapshot), as a hook would not; an outcome too, since
+        a process may fork between a claim and its outcome.
         """
         with self._lock:
-            if check_fork and (pid := os.getpid()) != self._pid:
-                self._pid, self._thread = pid, None
+            self._forget_parents_thread()
             if self._thread is None or self._channel.dead:
                 # A fresh queue per thread: a thread being stopped by aclose() keeps its own,
                 # so a new one can never take the stop meant for it (aclose() would wait forever).

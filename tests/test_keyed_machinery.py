@@ -462,3 +462,48 @@ async def test_after_a_burst_its_outcomes_reach_other_processes_soon(tmp_path: P
             await asyncio.sleep(0.001)
     await ledger.aclose()
     await other.aclose()
+
+
+# -- a fork between a claim and its outcome ------------------------------------------------------
+
+FORK_BETWEEN = textwrap.dedent(
+    """
+    import asyncio, ctypes, os, sqlite3, sys
+    from cronofy_async import LedgerState, SQLiteLedger
+
+    path, how, then = sys.argv[1:]
+    ledger = SQLiteLedger(path, timeout=2.0)
+    asyncio.run(ledger.claim("k", "fp", owner="o1"))  # the parent's thread runs at the fork
+    pid = os.fork() if how == "os" else ctypes.PyDLL(None).fork()  # "raw": no fork hooks
+    if pid == 0:
+        async def child():
+            if then == "settle":
+                await ledger.settle("k", owner="o1", state=LedgerState.CREATED, request_id="r1",
+                                    result=b"{}")
+            await asyncio.wait_for(ledger.aclose(), 5)
+        try:
+            asyncio.run(child())
+            os._exit(0)
+        except TimeoutError:
+            os._exit(3)  # aclose() hung on the parent's thread
+    _, status = os.waitpid(pid, 0)
+    row = sqlite3.connect(path).execute(
+        "SELECT state FROM cronofy_idempotency WHERE key = 'k'").fetchone()
+    asyncio.run(ledger.aclose())
+    print(os.waitstatus_to_exitcode(status), row[0])
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["os", "raw"])
+@pytest.mark.parametrize("then", ["settle", "close"])
+def test_a_child_forked_between_a_claim_and_its_outcome_records_it_and_closes(
+    tmp_path: Path, how: str, then: str
+) -> None:
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", FORK_BETWEEN, str(tmp_path / "l.db"), how, then],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    code, state = done.stdout.split()
+    assert code == "0"  # aclose() returned
+    assert state == ("created" if then == "settle" else "sending")
