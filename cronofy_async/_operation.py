@@ -88,38 +88,26 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=JSON_SEPARATOR
 _c_make_encoder: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(
     json.encoder, "c_make_encoder", None
 )
-_C_ENCODER: Final = (
-    _c_make_encoder(
+
+
+def _c_encoder(*, sort_keys: bool) -> Callable[[Any, int], Sequence[str]] | None:
+    if _c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return None
+    return _c_make_encoder(
         None,
         _ENCODER.default,
         json.encoder.encode_basestring,
         None,
         JSON_SEPARATORS[1],
         JSON_SEPARATORS[0],
-        False,
-        False,
-        False,
-    )
-    if _c_make_encoder is not None
-    else None
-)
-
-
-_C_CANONICAL: Final = (
-    _c_make_encoder(
-        None,
-        _ENCODER.default,
-        json.encoder.encode_basestring,
-        None,
-        JSON_SEPARATORS[1],
-        JSON_SEPARATORS[0],
-        True,  # keys sorted
+        sort_keys,
         False,
         False,
     )
-    if _c_make_encoder is not None
-    else None
-)
+
+
+_C_ENCODER: Final = _c_encoder(sort_keys=False)
+_C_CANONICAL: Final = _c_encoder(sort_keys=True)
 
 
 def canonical_json(payload: Any) -> bytes:
