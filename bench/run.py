@@ -56,7 +56,9 @@ LEDGER_SECTION = [
     "delay (the client process's CPU, its database thread and redis-py included; "
     "redis-server's own not), and throughput at C=50 with a 50 ms server. Medians "
     "(min..max) of 5 and 3 interleaved runs. Targets: `SQLiteLedger` adds at most 0.5x to the "
-    "CPU per create, and keeps >= 0.9x of the throughput.",
+    "CPU per create, and keeps >= 0.9x of the throughput. `SQLiteLedger`'s CPU varies from "
+    "run to run more than the other ledgers': a busy machine spreads a burst's claims over "
+    "more commits, and each commit is a disk sync.",
 ]
 OTEL_SECTION = [
     "## OpenTelemetry (issue 24)",
