@@ -279,6 +279,54 @@ def _drain_at_exit() -> None:
             thread.join(ledger.timeout)
 
 
+_ALL: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
+"""Every ledger of this process: each closes its file before a fork."""
+_OPEN: Final[dict[int, tuple[int, str]]] = {}
+"""The connections open now, by id: (the process that opened it, the file's real path)."""
+_forking: list[SQLiteLedger] = []
+
+
+class _CopiedOpen(sqlite3.OperationalError):
+    """The file was open in the process this one was copied from: SQLite would split."""
+
+
+def _before_fork() -> None:
+    # SQLite keeps the file locks of a process in a table of its own, which a forked child
+    # inherits without the locks themselves: a connection the child opens to a file its
+    # parent had open believes it holds locks it does not, and when the parent then closes
+    # its own, the two processes no longer see each other's writes (both could send one key).
+    # So every database thread finishes its queue and closes the file before a fork; the
+    # first job after it opens the file again, in the parent and in the child.
+    global _forking  # handed from this hook to the after-fork ones
+    ledgers = list(_ALL)
+    for ledger in ledgers:
+        ledger._after_copy()  # this process may itself be a copy that has not used it yet
+        ledger._lock.acquire()  # held over the fork: no copy of a lock held by another thread
+        ledger._stop_locked()
+        for thread in ledger._stopping:  # this one, and any an aclose() is waiting for
+            thread.join(ledger.timeout)  # a database thread never takes the ledger's lock
+    _forking = ledgers
+
+
+def _after_fork_in_parent() -> None:
+    global _forking
+    for ledger in _forking:
+        ledger._lock.release()
+    _forking = []
+
+
+def _after_fork_in_child() -> None:
+    global _forking
+    for ledger in _forking:
+        ledger._lock = threading.Lock()
+    _forking = []
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+
+
 class _Expired(Exception):  # noqa: N818 - a signal between the timer and the caller
     """The ledger's timeout passed before the database thread answered."""
 
@@ -358,6 +406,10 @@ class SQLiteLedger:
     Not for a file on a network share (NFS, SMB), whose locks SQLite cannot trust; use
     ``cronofy_async.redis.RedisLedger`` across machines.
 
+    A fork (``os.fork``, ``multiprocessing``, a pre-forking server) first closes the file,
+    which parent and child open again on their next call. A process copied without Python's
+    fork hooks (uWSGI's prefork) while the file was open refuses it: open the ledger after.
+
     Args:
         path: the database file; its folder must exist. Made on first use.
         ttl: seconds an entry is kept after its last change (7 days); purged lazily.
@@ -385,6 +437,7 @@ class SQLiteLedger:
         )
         self._channel = _Channel()
         self._thread: threading.Thread | None = None
+        self._stopping: list[threading.Thread] = []  # stopped, perhaps still finishing
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._writes = 0
@@ -392,6 +445,7 @@ class SQLiteLedger:
         # timer hold it), so that a loop closed with a call in flight is freed with it.
         self._watchdogs: weakref.WeakValueDictionary[int, _Watchdog] = weakref.WeakValueDictionary()
         self._last_watchdog: weakref.ref[_Watchdog] | None = None
+        _ALL.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -526,19 +580,30 @@ class SQLiteLedger:
         if thread is not None and thread.is_alive():
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
-    def _forget_parents_thread(self) -> None:
-        """In a forked child, drop the parent's thread, which is not here (under the lock)."""
+    def _after_copy(self) -> None:
+        """
+        In a copy of the process (a forked child), forget the parent's threads and lock.
+
+        The threads did not come along; the lock was copied as it stood, perhaps held by one
+        of them. Told by a system call, which holds in a process copied without Python's fork
+        hooks (uWSGI's prefork, a restored snapshot), as a hook would not.
+        """
         if (pid := os.getpid()) != self._pid:
-            self._pid, self._thread = pid, None
+            self._lock = threading.Lock()
+            self._pid, self._thread, self._stopping = pid, None, []
 
     def _stop(self) -> threading.Thread | None:
         """Ask the database thread to stop once its queue is done; the thread, if any."""
+        self._after_copy()  # a child never waits for its parent's thread
         with self._lock:
-            self._forget_parents_thread()  # a child never waits for its parent's thread
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                # Under the lock: no job can follow the stop into this thread's queue.
-                self._channel.put(_STOP)
+            return self._stop_locked()
+
+    def _stop_locked(self) -> threading.Thread | None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            # Under the lock: no job can follow the stop into this thread's queue.
+            self._channel.put(_STOP)
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
         return thread
 
     async def __aenter__(self) -> Self:
@@ -599,6 +664,7 @@ class SQLiteLedger:
         last = ref() if ref is not None else None
         if last is not None and last.loop is loop:
             return last
+        self._after_copy()
         with self._lock:  # loops in several threads may share one ledger
             watchdog = self._watchdogs.get(id(loop))
             if watchdog is None or watchdog.loop is not loop:  # none, or a dead loop's id
@@ -615,8 +681,8 @@ class SQLiteLedger:
         hooks (uWSGI's prefork, a restored snapshot), as a hook would not; an outcome too, since
         a process may fork between a claim and its outcome.
         """
+        self._after_copy()
         with self._lock:
-            self._forget_parents_thread()
             if self._thread is None or self._channel.dead:
                 # A fresh queue per thread: a thread being stopped by aclose() keeps its own,
                 # so a new one can never take the stop meant for it (aclose() would wait forever).
@@ -636,9 +702,18 @@ class SQLiteLedger:
             self._channel.put(job)
 
     def _connect(self) -> sqlite3.Connection:
+        real, pid = os.path.realpath(self.path), os.getpid()
+        if any(path == real and owner != pid for owner, path in _OPEN.values()):
+            # Copied without Python's fork hooks while the file was open (see _before_fork).
+            raise _CopiedOpen(
+                "this process is a copy of one that had the file open (forked without "
+                "Python's fork hooks, as by uWSGI's prefork); SQLite cannot be shared across "
+                "such a copy: open the ledger only after the fork (uWSGI: lazy-apps)"
+            )
         db = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
+        _OPEN[id(db)] = (pid, real)
         try:
             deadline = time.monotonic() + self.timeout
             while True:
@@ -655,7 +730,7 @@ class SQLiteLedger:
                         raise
                     time.sleep(0.01)
         except BaseException:
-            db.close()
+            _close(db)
             raise
         return db
 
@@ -705,14 +780,14 @@ class SQLiteLedger:
                             claims_then = sum(job.durable for job in live)
                     except sqlite3.Error as exc:
                         if db is not None:
-                            db.close()
+                            _close(db)
                             db = None  # opened afresh next time: the file may be back
                         _answer([(job, exc, True) for job in live])
                 if stop:
                     return
         finally:
             if db is not None:
-                db.close()
+                _close(db)
 
     def _await_burst(self, channel: _Channel, taken: int, want: int) -> None:
         """
@@ -778,6 +853,11 @@ class SQLiteLedger:
                 db.execute("ROLLBACK")
             raise
         _answer(answers)
+
+
+def _close(db: sqlite3.Connection) -> None:
+    _OPEN.pop(id(db), None)
+    db.close()
 
 
 def _answer(answers: list[tuple[_Job, Any, bool]]) -> None:

@@ -9,8 +9,10 @@ Each test is a promise the cheaper form must still keep.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -152,27 +154,149 @@ HOOKLESS_FORK = textwrap.dedent(
 
 def test_copies_of_a_process_made_without_fork_hooks_send_once(tmp_path: Path) -> None:
     # Owners with a counter were the same in both copies: each took the other's claim for
-    # its own, and both sent. The child's ledger, whose thread stayed in the parent, must
-    # answer too (its process id is read per job, not kept by a hook).
+    # its own, and both sent. The child's copy of a ledger whose file was open at the copy
+    # must refuse, not answer: SQLite's locks do not survive such a copy (the next test).
     done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
         [sys.executable, "-c", HOOKLESS_FORK, str(tmp_path / "shared.db")],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     first, second = json.loads(done.stdout.strip().splitlines()[-1])
     assert first == {"sent": 1, "error": None}
-    assert second == {"sent": 0, "error": None}  # the first's answer, from the ledger
+    assert second == {"sent": 0, "error": "LedgerUnavailableError"}
+
+
+COPIED_OPEN = textwrap.dedent(
+    """
+    import asyncio, ctypes, os, sys
+    from cronofy_async import LedgerUnavailableError, SQLiteLedger
+
+    path, = sys.argv[1:]
+    asyncio.run(SQLiteLedger(path).get("warm"))  # the file open in the parent at the copy
+    pid = ctypes.PyDLL(None).fork()  # no fork hooks
+    if pid == 0:
+        try:
+            asyncio.run(SQLiteLedger(path).get("k"))  # even through a ledger made afterwards
+            os._exit(0)
+        except LedgerUnavailableError as exc:
+            os._exit(2 if "copy of one that had the file open" in str(exc) else 1)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_copy_made_without_fork_hooks_while_the_file_is_open_refuses_it(
+    tmp_path: Path,
+) -> None:
+    # SQLite keeps a process's file locks in a table a copy inherits without the locks: its
+    # connection would believe it holds locks it does not, and two processes could both
+    # claim one key once the parent closes the file.
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", COPIED_OPEN, str(tmp_path / "l.db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["2"]
+
+
+SPLIT_BRAIN = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from cronofy_async import LedgerState, SQLiteLedger
+
+    path, = sys.argv[1:]
+    ledger = SQLiteLedger(path, timeout=2.0)
+    asyncio.run(ledger.claim("warm", "fp", owner="p"))  # its thread has the file open
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        async def child():
+            await ledger.claim("c1", "fp", owner="child")  # the child's own connection
+            os.write(w1, b"x")
+            await asyncio.get_running_loop().run_in_executor(None, os.read, r2, 1)
+            entry = await ledger.claim("k", "fp", owner="child")  # the parent created it
+            os.write(w1, entry.state.value.encode())
+            await asyncio.wait_for(ledger.aclose(), 5)
+        asyncio.run(child())
+        os._exit(0)
+    os.read(r1, 1)
+    asyncio.run(ledger.aclose())  # the parent believes it is the file's last user
+    async def parent():
+        await ledger.claim("k", "fp", owner="parent")
+        await ledger.settle("k", owner="parent", state=LedgerState.CREATED, request_id="r",
+                            result=b"{}")
+        await ledger.aclose()
+    asyncio.run(parent())
+    os.write(w2, b"x")
+    print(os.read(r1, 20).decode())
+    os.waitpid(pid, 0)
+    """
+)
+
+
+def test_a_child_forked_with_the_file_open_sees_what_its_parent_writes_after(
+    tmp_path: Path,
+) -> None:
+    # The database thread had the file open at the fork: the child's connection shared its
+    # parent's lock table, the parent's close then deleted the WAL under it, and the child
+    # claimed a key the parent had created. The fork hook now closes the file first.
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", SPLIT_BRAIN, str(tmp_path / "l.db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["created"]
+
+
+LOCK_AT_FORK = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from cronofy_async import SQLiteLedger
+
+    path, = sys.argv[1:]
+    ledger = SQLiteLedger(path, timeout=2.0)
+    held = threading.Event()
+    def other():  # a thread of another event loop, starting the database thread
+        with ledger._lock:
+            held.set()
+            time.sleep(0.5)
+    threading.Thread(target=other).start()
+    held.wait()
+    pid = os.fork()  # while the other thread holds the ledger's lock
+    if pid == 0:
+        signal.alarm(10)  # a hang ends here, killed
+        asyncio.run(asyncio.wait_for(ledger.get("k"), 5))
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_child_forked_while_another_thread_holds_the_ledgers_lock_is_not_stuck(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", LOCK_AT_FORK, str(tmp_path / "l.db")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["0"]
 
 
 def test_a_child_forked_while_the_database_thread_holds_its_lock_is_not_stuck(
     tmp_path: Path,
 ) -> None:
+    # A copy made without fork hooks (with them, the hook waits for the thread to finish):
+    # the child answers at once, refusing the file its parent had open, and is not stuck.
     ledger = SQLiteLedger(tmp_path / "l.db", timeout=2.0)
     asyncio.run(ledger.get("warm"))
     with ledger._channel.lock:  # as the database thread holds it, counting a claim
-        pid = os.fork()
+        pid = ctypes.PyDLL(None).fork()
         if pid == 0:  # pragma: no cover - the child
+            signal.alarm(10)  # a hang ends here, killed
             try:
                 asyncio.run(ledger.claim("k", "fp", owner="child"))
+                os._exit(1)
+            except LedgerUnavailableError:
                 os._exit(0)
             except BaseException:
                 os._exit(1)
@@ -506,4 +630,6 @@ def test_a_child_forked_between_a_claim_and_its_outcome_records_it_and_closes(
     )  # fmt: skip
     code, state = done.stdout.split()
     assert code == "0"  # aclose() returned
-    assert state == ("created" if then == "settle" else "sending")
+    # Without fork hooks the child refuses the file its parent had open: the claim lapses
+    # to UNKNOWN, never sent again by itself.
+    assert state == ("created" if then == "settle" and how == "os" else "sending")
