@@ -303,23 +303,29 @@ def _before_fork() -> None:
         ledger._after_copy()  # this process may itself be a copy that has not used it yet
         ledger._lock.acquire()  # held over the fork: no copy of a lock held by another thread
         ledger._stop_locked()
+    # One deadline for them all: a fork (and the calls waiting on these locks meanwhile)
+    # waits at most the longest timeout, not one per ledger. A thread still busy past it
+    # (the file locked by another process) keeps the file open: the child refuses the file.
+    deadline = time.monotonic() + max((ledger.timeout for ledger in ledgers), default=0.0)
+    for ledger in ledgers:
         for thread in ledger._stopping:  # this one, and any an aclose() is waiting for
-            thread.join(ledger.timeout)  # a database thread never takes the ledger's lock
+            thread.join(max(0.0, deadline - time.monotonic()))  # it never takes the lock
     _forking = ledgers
 
 
 def _after_fork_in_parent() -> None:
     global _forking
-    for ledger in _forking:
+    # Taken before the locks are released: a fork by another thread may then begin.
+    ledgers, _forking = _forking, []
+    for ledger in ledgers:
         ledger._lock.release()
-    _forking = []
 
 
 def _after_fork_in_child() -> None:
     global _forking
-    for ledger in _forking:
+    ledgers, _forking = _forking, []
+    for ledger in ledgers:
         ledger._lock = threading.Lock()
-    _forking = []
 
 
 os.register_at_fork(
@@ -707,8 +713,9 @@ class SQLiteLedger:
             # Copied without Python's fork hooks while the file was open (see _before_fork).
             raise _CopiedOpen(
                 "this process is a copy of one that had the file open (forked without "
-                "Python's fork hooks, as by uWSGI's prefork); SQLite cannot be shared across "
-                "such a copy: open the ledger only after the fork (uWSGI: lazy-apps)"
+                "Python's fork hooks, as by uWSGI's prefork, or while the ledger was held up "
+                "past its timeout); SQLite cannot be shared across such a copy: open the "
+                "ledger only after the fork (uWSGI: lazy-apps)"
             )
         db = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
