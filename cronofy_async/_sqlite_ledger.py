@@ -264,8 +264,8 @@ _STOP: Final = object()
 _SYNC: Final = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
 
 
-_RUNNING: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
-"""Ledgers that started a database thread: drained when the interpreter exits."""
+_ALL: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
+"""Every ledger of this process: drained when the interpreter exits, closed before a fork."""
 
 
 @atexit.register
@@ -273,14 +273,12 @@ def _drain_at_exit() -> None:
     # A create returns before its queued outcome is committed; a script that ends without
     # aclose() must still leave it CREATED, not a claim that lapses to UNKNOWN. The database
     # threads are daemons, frozen once atexit is over: each finishes its queue first.
-    for ledger in list(_RUNNING):
+    for ledger in list(_ALL):
         thread = ledger._stop()
         if thread is not None:
             thread.join(ledger.timeout)
 
 
-_ALL: Final[weakref.WeakSet[SQLiteLedger]] = weakref.WeakSet()
-"""Every ledger of this process: each closes its file before a fork."""
 _OPEN: Final[dict[int, tuple[int, str]]] = {}
 """The connections open now, by id: (the process that opened it, the file's real path)."""
 _forking: list[SQLiteLedger] = []
@@ -323,9 +321,7 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _forking
-    ledgers, _forking = _forking, []
-    for ledger in ledgers:
-        ledger._lock = threading.Lock()
+    _forking = []  # each ledger's copied lock is replaced on first use (_after_copy)
 
 
 os.register_at_fork(
@@ -704,7 +700,6 @@ class SQLiteLedger:
                         f"database thread ({exc}); nothing was sent"
                     ) from None
                 self._channel, self._thread = channel, thread
-                _RUNNING.add(self)
             self._channel.put(job)
 
     def _connect(self) -> sqlite3.Connection:

@@ -111,6 +111,14 @@ async def test_a_renewal_after_the_call_ended_changes_nothing() -> None:
 # -- owners: unique per call, and per process after a fork ------------------------------------
 
 
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a fresh interpreter (it forks: never this test process), its output."""
+    return subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+
 HOOKLESS_FORK = textwrap.dedent(
     """
     import asyncio, ctypes, json, os, sys
@@ -156,10 +164,7 @@ def test_copies_of_a_process_made_without_fork_hooks_send_once(tmp_path: Path) -
     # Owners with a counter were the same in both copies: each took the other's claim for
     # its own, and both sent. The child's copy of a ledger whose file was open at the copy
     # must refuse, not answer: SQLite's locks do not survive such a copy (the next test).
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
-        [sys.executable, "-c", HOOKLESS_FORK, str(tmp_path / "shared.db")],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    done = _run_script(HOOKLESS_FORK, str(tmp_path / "shared.db"))
     first, second = json.loads(done.stdout.strip().splitlines()[-1])
     assert first == {"sent": 1, "error": None}
     assert second == {"sent": 0, "error": "LedgerUnavailableError"}
@@ -191,10 +196,7 @@ def test_a_copy_made_without_fork_hooks_while_the_file_is_open_refuses_it(
     # SQLite keeps a process's file locks in a table a copy inherits without the locks: its
     # connection would believe it holds locks it does not, and two processes could both
     # claim one key once the parent closes the file.
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
-        [sys.executable, "-c", COPIED_OPEN, str(tmp_path / "l.db")],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    done = _run_script(COPIED_OPEN, str(tmp_path / "l.db"))
     assert done.stdout.split() == ["2"]
 
 
@@ -240,10 +242,7 @@ def test_a_child_forked_with_the_file_open_sees_what_its_parent_writes_after(
     # The database thread had the file open at the fork: the child's connection shared its
     # parent's lock table, the parent's close then deleted the WAL under it, and the child
     # claimed a key the parent had created. The fork hook now closes the file first.
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
-        [sys.executable, "-c", SPLIT_BRAIN, str(tmp_path / "l.db")],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    done = _run_script(SPLIT_BRAIN, str(tmp_path / "l.db"))
     assert done.stdout.split() == ["created"]
 
 
@@ -275,10 +274,7 @@ LOCK_AT_FORK = textwrap.dedent(
 def test_a_child_forked_while_another_thread_holds_the_ledgers_lock_is_not_stuck(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
-        [sys.executable, "-c", LOCK_AT_FORK, str(tmp_path / "l.db")],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    done = _run_script(LOCK_AT_FORK, str(tmp_path / "l.db"))
     assert done.stdout.split() == ["0"]
 
 
@@ -624,10 +620,7 @@ FORK_BETWEEN = textwrap.dedent(
 def test_a_child_forked_between_a_claim_and_its_outcome_records_it_and_closes(
     tmp_path: Path, how: str, then: str
 ) -> None:
-    done = subprocess.run(  # noqa: S603 - our own interpreter, our own script
-        [sys.executable, "-c", FORK_BETWEEN, str(tmp_path / "l.db"), how, then],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    done = _run_script(FORK_BETWEEN, str(tmp_path / "l.db"), how, then)
     code, state = done.stdout.split()
     assert code == "0"  # aclose() returned
     # Without fork hooks the child refuses the file its parent had open: the claim lapses
